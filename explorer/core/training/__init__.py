@@ -1,0 +1,15 @@
+from .devices import DeviceInfo, available_devices, select_device
+from .trainer import EVENTS, StepInfo, TrainConfig, Trainer, TrainingError, TrainResult, train
+
+__all__ = [
+    "EVENTS",
+    "DeviceInfo",
+    "StepInfo",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "TrainingError",
+    "available_devices",
+    "select_device",
+    "train",
+]

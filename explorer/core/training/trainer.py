@@ -1,0 +1,450 @@
+"""The family-agnostic training loop.
+
+Knows nothing of Qt: the GUI talks to it through named callback events and a
+``threading.Event`` stop token (checked before every step, so a stop is
+honoured within one step).
+
+Speed comes from keeping the whole training split as one uint8 tensor on the
+training device and slicing batches out of it: no Dataset, no DataLoader, no
+per-item transforms. Metrics stay on the device between progress reports so
+the loop does not synchronise with a GPU on every step.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data.base import ImageData
+from ..models.base import LatentModel, NonFiniteLossError
+from .devices import is_out_of_memory, select_device
+
+EVENTS = (
+    "train_begin",
+    "epoch_begin",
+    "step_begin",
+    "step_end",
+    "progress",  # throttled (progress_interval_s): floats, safe to show
+    "epoch_end",
+    "samples_ready",
+    "checkpoint_saved",
+    "train_end",
+)
+
+
+class TrainingError(RuntimeError):
+    """Training could not go on (non-finite loss, out of memory, bad data). The message is for users."""
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_path: str | None = None  # saved at the end (and every checkpoint_every epochs)
+    checkpoint_every: int = 0
+    max_steps: int | None = None  # stop after this many steps in total (for quick runs)
+    progress_interval_s: float = 0.1
+    eval_batch_size: int = 1000
+    n_sample_grid: int = 16  # images in the samples_ready grids; 0 disables
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"learning rate must be a positive number, got {self.lr}")
+
+
+@dataclass
+class TrainResult:
+    epochs_completed: int
+    steps: int
+    seconds: float
+    images_per_second: float
+    device: str
+    stopped: bool  # stopped early by the stop token or max_steps
+    history: list[dict[str, Any]] = field(default_factory=list)
+    final_metrics: dict[str, Any] = field(default_factory=dict)
+    checkpoint: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class StepInfo:
+    epoch: int  # 0-based
+    step: int  # global step count (0-based, before this step)
+    step_in_epoch: int
+    steps_per_epoch: int
+    metrics: dict[str, torch.Tensor] | None = None
+
+
+def _to_float(value: torch.Tensor | float) -> float:
+    return float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+
+
+def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, val in metrics.items():
+        if isinstance(val, torch.Tensor):
+            val = val.detach().cpu()
+            out[key] = float(val) if val.ndim == 0 else [float(v) for v in val.flatten()]
+        elif isinstance(val, (list, tuple, np.ndarray)):
+            out[key] = [float(v) for v in val]
+        else:
+            out[key] = float(val) if isinstance(val, (int, float, np.floating)) else val
+    return out
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: LatentModel,
+        data: ImageData,
+        config: TrainConfig | None = None,
+        *,
+        stop_event: threading.Event | None = None,
+        callbacks: dict[str, Callable[..., Any]] | None = None,
+        checkpoint_metadata: dict[str, Any] | None = None,
+    ):
+        self.config = config or TrainConfig()
+        self.config.validate()
+        if tuple(data.image_shape) != tuple(model.image_shape):
+            raise TrainingError(
+                f"dataset {data.name!r} has images of shape {list(data.image_shape)} but the model expects "
+                f"{list(model.image_shape)}; choose a matching image size/channels"
+            )
+        if data.n_train == 0:
+            raise TrainingError(f"dataset {data.name!r} has no training images")
+        self.model = model
+        self.data = data
+        self.stop_event = stop_event or threading.Event()
+        self._listeners: dict[str, list[Callable[..., Any]]] = {name: [] for name in EVENTS}
+        for name, fn in (callbacks or {}).items():
+            self.on(name, fn)
+        self.checkpoint_metadata = dict(checkpoint_metadata or {})
+        self.device = select_device(self.config.device)
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.history: list[dict[str, Any]] = []
+        self.start_epoch = 0
+        self.global_step = 0
+        self._last_good: dict[str, torch.Tensor] | None = None
+
+    # ---------------------------------------------------------- events
+    def on(self, event: str, fn: Callable[..., Any]) -> None:
+        if event not in self._listeners:
+            raise ValueError(f"unknown trainer event {event!r}; known: {', '.join(EVENTS)}")
+        self._listeners[event].append(fn)
+
+    def _emit(self, event: str, **payload: Any) -> None:
+        for fn in self._listeners[event]:
+            fn(**payload)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    # ---------------------------------------------------------- resume
+    def resume_from(self, checkpoint_model: LatentModel) -> None:
+        """Continue from a model loaded with ``checkpoint.load(..., with_optimizer_state=True)``."""
+        self.model.load_state_dict(checkpoint_model.state_dict())
+        hist = (getattr(checkpoint_model, "metadata", {}) or {}).get("history", {}) or {}
+        self.history = list(hist.get("per_epoch", []))
+        self.start_epoch = int(hist.get("epochs", len(self.history)))
+        self.global_step = int(hist.get("steps", 0))
+        self._resume_source = checkpoint_model
+
+    # ---------------------------------------------------------- helpers
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        """A CPU copy of the weights, safe to hand to another thread."""
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+
+    def _weights_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+
+    def _evaluate(self, images: torch.Tensor) -> dict[str, Any]:
+        if len(images) == 0:
+            return {}
+        gen = torch.Generator(device=self.device).manual_seed(self.config.seed + 12345)
+        sums: dict[str, Any] = {}
+        for start in range(0, len(images), self.config.eval_batch_size):
+            x = images[start : start + self.config.eval_batch_size].float().div_(255)
+            metrics = self.model.evaluate(x, generator=gen)
+            for key, val in metrics.items():
+                arr = np.asarray(val, dtype=np.float64) * len(x)
+                sums[key] = sums[key] + arr if key in sums else arr
+        return {
+            f"test_{k}": (float(v) if np.ndim(v) == 0 else [float(t) for t in v]) for k, v in
+            ((k, s / len(images)) for k, s in sums.items())
+        }
+
+    def _sample_grids(self, fixed_z: torch.Tensor, fixed_x: torch.Tensor) -> None:
+        if not self._listeners["samples_ready"]:
+            return
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            samples = self.model.decode(fixed_z).cpu() if self.model.capabilities.is_generative else None
+            recon = self.model.reconstruct(fixed_x).cpu() if self.model.capabilities.has_encoder else None
+        self.model.train(was_training)
+        self._emit("samples_ready", samples=samples, originals=fixed_x.cpu(), reconstructions=recon)
+
+    def _save(self, path: str, final: bool) -> str:
+        from .. import checkpoint
+
+        meta = dict(self.checkpoint_metadata)
+        meta.setdefault("dataset", self.data.name)
+        meta.setdefault("label_names", list(self.data.label_names))
+        if self.data.attribute_names:
+            meta.setdefault("attribute_names", list(self.data.attribute_names))
+        meta["history"] = self._history_summary(final)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            checkpoint.save(self.model, path, optimizers=self.optimizers or None, **meta)
+        finally:
+            self.model.train(was_training)
+        self._emit("checkpoint_saved", path=path, final=final)
+        return path
+
+    def _history_summary(self, final: bool) -> dict[str, Any]:
+        return {
+            "epochs": self.start_epoch + len(self._new_epochs),
+            "steps": self.global_step,
+            "final": final,
+            "train_config": {k: v for k, v in asdict(self.config).items() if k != "checkpoint_path"},
+            "per_epoch": [
+                {k: v for k, v in e.items() if not isinstance(v, list)} for e in self.history
+            ][-200:],
+            "final_metrics": self.history[-1] if self.history else {},
+        }
+
+    # ---------------------------------------------------------- the loop
+    def run(self) -> TrainResult:
+        cfg = self.config
+        self._new_epochs: list[int] = []
+        torch.manual_seed(cfg.seed + self.start_epoch)
+        try:
+            self.model.to(self.device)
+            images = torch.from_numpy(self.data.images).to(self.device)
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                raise TrainingError(
+                    f"out of memory on {self.device} while loading the dataset ({self.data.images.nbytes / 2**20:.0f} MB); "
+                    "use fewer images or train on the CPU"
+                ) from exc
+            raise
+        train_images = images[: self.data.n_train]
+        test_images = images[self.data.n_train :]
+
+        if self.model.capabilities.closed_form:
+            return self._run_closed_form(train_images, test_images)
+
+        self.optimizers = self.model.configure_optimizers(cfg.lr)
+        source = getattr(self, "_resume_source", None)
+        if source is not None:
+            from ..checkpoint import restore_optimizers
+
+            restore_optimizers(source, self.optimizers)
+            self._move_optimizer_state()
+
+        gen = torch.Generator(device=self.device).manual_seed(cfg.seed + self.start_epoch)
+        n = len(train_images)
+        steps_per_epoch = math.ceil(n / cfg.batch_size)
+        fixed_gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        fixed_z = torch.randn(cfg.n_sample_grid, self.model.latent_dim, generator=fixed_gen, device=self.device)
+        pool = test_images if len(test_images) else train_images
+        fixed_x = pool[: cfg.n_sample_grid].float().div_(255)
+
+        self._last_good = self.snapshot()
+        self._emit("train_begin", model=self.model, device=str(self.device), steps_per_epoch=steps_per_epoch,
+                   epochs=cfg.epochs, start_epoch=self.start_epoch)
+        want_step_events = bool(self._listeners["step_begin"] or self._listeners["step_end"])
+        t_start = time.perf_counter()
+        images_seen = 0
+        stopped = False
+        last_progress = 0.0
+        epoch = self.start_epoch
+        self.model.train()
+        try:
+            for epoch in range(self.start_epoch, self.start_epoch + cfg.epochs):
+                self._emit("epoch_begin", epoch=epoch, steps_per_epoch=steps_per_epoch)
+                t_epoch = time.perf_counter()
+                perm = torch.randperm(n, generator=gen, device=self.device)
+                sums: dict[str, torch.Tensor] = {}
+                vectors: dict[str, torch.Tensor] = {}
+                count = 0
+                since_progress: dict[str, torch.Tensor] = {}
+                since_count = 0
+                for i in range(steps_per_epoch):
+                    if self.stop_event.is_set() or (cfg.max_steps is not None and self.global_step >= cfg.max_steps):
+                        stopped = True
+                        break
+                    idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+                    x = train_images.index_select(0, idx).float().div_(255)
+                    if want_step_events:
+                        self._emit("step_begin", info=StepInfo(epoch, self.global_step, i, steps_per_epoch))
+                    metrics = self.model.train_step(x, self.optimizers, self.global_step)
+                    self.global_step += 1
+                    b = len(x)
+                    images_seen += b
+                    count += b
+                    since_count += b
+                    for key, val in metrics.items():
+                        val = val.detach()
+                        if val.ndim == 0:
+                            sums[key] = sums[key] + val * b if key in sums else val * b
+                            since_progress[key] = since_progress[key] + val * b if key in since_progress else val * b
+                        else:
+                            vectors[key] = vectors[key] + val * b if key in vectors else val * b
+                    if want_step_events:
+                        self._emit("step_end", info=StepInfo(epoch, self.global_step, i, steps_per_epoch, metrics))
+                    now = time.perf_counter()
+                    if self._listeners["progress"] and now - last_progress >= cfg.progress_interval_s:
+                        last_progress = now
+                        elapsed = now - t_start
+                        self._emit(
+                            "progress",
+                            epoch=epoch,
+                            step_in_epoch=i + 1,
+                            steps_per_epoch=steps_per_epoch,
+                            global_step=self.global_step,
+                            metrics={k: _to_float(v) / since_count for k, v in since_progress.items()},
+                            images_per_second=images_seen / elapsed if elapsed > 0 else 0.0,
+                            eta_seconds=self._eta(elapsed, images_seen, n, epoch, i + 1, steps_per_epoch),
+                        )
+                        since_progress, since_count = {}, 0
+                if count == 0:
+                    break
+                record: dict[str, Any] = {"epoch": epoch + 1}
+                record.update({k: _to_float(v) / count for k, v in sums.items()})
+                record.update({k: (v / count).cpu().tolist() for k, v in vectors.items()})
+                if not all(math.isfinite(v) for v in record.values() if isinstance(v, float)):
+                    raise NonFiniteLossError("epoch mean loss", float("nan"), self.global_step)
+                record["seconds"] = time.perf_counter() - t_epoch
+                record["images_per_second"] = count / record["seconds"] if record["seconds"] > 0 else 0.0
+                partial = count < n
+                if not partial:
+                    self.model.eval()
+                    record.update(self._evaluate(test_images))
+                    self.model.train()
+                self.history.append(record)
+                self._new_epochs.append(epoch)
+                self._last_good = self.snapshot()
+                self._emit("epoch_end", epoch=epoch, metrics=record, snapshot=self._last_good, partial=partial)
+                self._sample_grids(fixed_z, fixed_x)
+                if (
+                    cfg.checkpoint_path
+                    and cfg.checkpoint_every
+                    and (epoch + 1 - self.start_epoch) % cfg.checkpoint_every == 0
+                    and not partial
+                ):
+                    self._save(cfg.checkpoint_path, final=False)
+                if stopped:
+                    break
+        except NonFiniteLossError as exc:
+            self._restore_last_good()
+            self._save_after_failure()
+            raise TrainingError(str(exc)) from exc
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                self._release_device_memory()
+                self._restore_last_good()
+                self._save_after_failure()
+                raise TrainingError(
+                    f"out of memory on {self.device} with batch size {cfg.batch_size}; "
+                    f"try a smaller batch (e.g. --batch-size {max(1, cfg.batch_size // 2)})"
+                ) from exc
+            raise
+        finally:
+            self.model.eval()
+
+        seconds = time.perf_counter() - t_start
+        result = TrainResult(
+            epochs_completed=len(self._new_epochs),
+            steps=self.global_step,
+            seconds=seconds,
+            images_per_second=images_seen / seconds if seconds > 0 else 0.0,
+            device=str(self.device),
+            stopped=stopped,
+            history=self.history,
+            final_metrics=self.history[-1] if self.history else {},
+        )
+        if cfg.checkpoint_path:
+            result.checkpoint = self._save(cfg.checkpoint_path, final=True)
+        self._emit("train_end", result=result)
+        return result
+
+    def _eta(self, elapsed: float, seen: int, n: int, epoch: int, step: int, steps_per_epoch: int) -> float:
+        if seen == 0:
+            return float("nan")
+        total_steps = self.config.epochs * steps_per_epoch
+        done = (epoch - self.start_epoch) * steps_per_epoch + step
+        if self.config.max_steps is not None:
+            total_steps = min(total_steps, self.config.max_steps)
+        return max(0.0, elapsed / max(done, 1) * (total_steps - done))
+
+    def _run_closed_form(self, train_images: torch.Tensor, test_images: torch.Tensor) -> TrainResult:
+        self._new_epochs = []
+        self._emit("train_begin", model=self.model, device=str(self.device), steps_per_epoch=1, epochs=1,
+                   start_epoch=0)
+        t0 = time.perf_counter()
+        fit = self.model.fit(train_images.float().div_(255))
+        seconds = time.perf_counter() - t0
+        self.model.eval()
+        record: dict[str, Any] = {"epoch": 1, **_jsonable(fit), "seconds": seconds}
+        record.update(self._evaluate(test_images))
+        self.history.append(record)
+        self._new_epochs.append(0)
+        self.global_step = 1
+        self._emit("epoch_end", epoch=0, metrics=record, snapshot=self.snapshot(), partial=False)
+        result = TrainResult(1, 1, seconds, len(train_images) / seconds if seconds > 0 else 0.0,
+                             str(self.device), False, self.history, record)
+        if self.config.checkpoint_path:
+            result.checkpoint = self._save(self.config.checkpoint_path, final=True)
+        self._emit("train_end", result=result)
+        return result
+
+    def _restore_last_good(self) -> None:
+        if self._last_good is not None and not self._weights_finite():
+            self.model.load_state_dict(self._last_good)
+
+    def _save_after_failure(self) -> None:
+        # The user asked for a checkpoint: keep the last good weights on disk rather than lose the run.
+        if self.config.checkpoint_path and self._new_epochs:
+            try:
+                self._save(self.config.checkpoint_path, final=False)
+            except Exception:  # the original failure is the one to report
+                pass
+
+    def _release_device_memory(self) -> None:
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _move_optimizer_state(self) -> None:
+        for opt in self.optimizers.values():
+            for state in opt.state.values():
+                for key, val in state.items():
+                    if isinstance(val, torch.Tensor) and key != "step":
+                        state[key] = val.to(self.device)
+
+
+def train(model: LatentModel, data: ImageData, **kwargs: Any) -> TrainResult:
+    """Convenience wrapper: ``train(model, data, epochs=2, batch_size=64)``."""
+    callbacks = kwargs.pop("callbacks", None)
+    stop_event = kwargs.pop("stop_event", None)
+    return Trainer(model, data, TrainConfig(**kwargs), callbacks=callbacks, stop_event=stop_event).run()
