@@ -137,11 +137,23 @@ class GAN(LatentModel):
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, float]:
         """D's view of held-out images and of fresh samples. GAN losses are no quality measure,
-        but D(x) on test images drifting from D(x) on training images shows D overfitting."""
+        but D(x) on test images drifting from D(x) on training images shows D overfitting.
+
+        The samples come from G in eval mode (what the explorer shows). D judges with batch
+        statistics, as in training: its running statistics average real-only and fake-only
+        batches, so in eval mode it calls nearly everything fake. The statistics that pass
+        updates are put back, so evaluate changes no state.
+        """
         with nets.eval_mode(self):
-            real_logits = self.discriminator(x * 2.0 - 1.0)
             z = self.prior_sample(len(x), generator).to(x.device)
-            fake_logits = self.discriminator(self.generator(z))
+            fake = self.generator(z)
+            self._norm_guard.save()
+            self.discriminator.train()
+            try:
+                real_logits = self.discriminator(x * 2.0 - 1.0)
+                fake_logits = self.discriminator(fake)
+            finally:
+                self._norm_guard.restore()
         d_loss = losses.discriminator_loss(real_logits, fake_logits, self.config.label_smoothing)
         g_loss = losses.generator_loss(fake_logits, self.config.g_loss)
         return {

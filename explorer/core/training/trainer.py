@@ -172,7 +172,8 @@ class Trainer:
         return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
 
     def _weights_finite(self) -> bool:
-        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+        # Buffers too: a NaN batch poisons BatchNorm running statistics in the forward pass.
+        return all(bool(torch.isfinite(t).all()) for t in self.model.state_dict().values() if t.is_floating_point())
 
     def _evaluate(self, images: torch.Tensor) -> dict[str, Any]:
         if len(images) == 0:
