@@ -165,9 +165,10 @@ def load_dataset(name: str, *, image_size: int | None = None, channels: int | No
     count: faces: how many to draw (default 12000); other sources: at most this many images in all, split in
         the data set's own train/test proportion (CelebA: the first `count` listed).
     """
-    for what, value in (("image_size", image_size), ("limit_train", limit_train), ("limit_test", limit_test),
-                        ("count", count)):
+    for what, value in (("image_size", image_size), ("limit_train", limit_train), ("count", count)):
         _check_positive(what, value)
+    if limit_test != 0:  # 0 is a valid request: no test split at all
+        _check_positive("limit_test", limit_test)
     if channels is not None and channels not in (1, 3):
         raise DataSourceError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")
     kind, path = parse_dataset_name(name)
