@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
 
 def main(files: Sequence[str] = ()) -> int:
+    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
     from explorer import __version__
@@ -17,7 +19,15 @@ def main(files: Sequence[str] = ()) -> int:
     app.setOrganizationName("Latent Explorer")
     app.setApplicationVersion(__version__)
     window = MainWindow()
-    for path in files:
-        window.open_model(path)
+    app.aboutToQuit.connect(window.shutdown)
     window.show()
+    if files:
+        for path in files:
+            window.open_model(path)
+    else:
+        window.open_demo()  # first thing a new user sees: real models on real data
+    # For smoke tests and screenshots: quit by itself after N ms.
+    quit_after = os.environ.get("LATENT_EXPLORER_QUIT_AFTER_MS")
+    if quit_after:
+        QTimer.singleShot(int(quit_after), app.quit)
     return app.exec()

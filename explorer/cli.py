@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--checkpoint-every", type=int, default=0, help="also save every N epochs")
     tr.add_argument("--resume", default=None, help="continue training from this checkpoint")
     tr.add_argument("--out", required=True, help="output .safetensors path")
+    tr.add_argument("--weights-only", action="store_true",
+                    help="leave the optimizer state out of the checkpoint (smaller; resume restarts Adam)")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     info = sub.add_parser("info", help="print a checkpoint's metadata as JSON")
@@ -177,6 +179,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=lr, seed=args.seed, device=args.device,
         checkpoint_path=args.out, checkpoint_every=args.checkpoint_every, max_steps=args.max_steps,
+        save_optimizer=not args.weights_only,
     )
     try:
         trainer = Trainer(model, data, config)

@@ -1,46 +1,637 @@
-"""The main window."""
+"""The explorer window: model list, latent map, live decoding, sliders, samples."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox
+import numpy as np
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
+                               QListWidget, QListWidgetItem, QMainWindow, QMessageBox, QProgressBar, QPushButton,
+                               QSpinBox, QTabWidget, QVBoxLayout, QWidget)
 
-from explorer.core.checkpoint import CheckpointError, inspect
+from explorer.core.checkpoint import CheckpointError
+
+from .model_entry import ModelEntry
+from .views.image_panel import ImagePanel, grid, to_uint8_hwc
+from .views.map_view import LatentMapView
+from .views.sliders import LatentSliders
+from .workers import LatestWinsWorker, TaskRunner
+
+RESOURCES = Path(__file__).resolve().parents[2] / "resources"
+DEMO_MODELS = [RESOURCES / "demo" / "mnist-vae.safetensors", RESOURCES / "demo" / "mnist-ae.safetensors"]
+MAX_RECENT = 10
+PROJECTIONS = [("PCA", "pca"), ("t-SNE", "tsne"), ("UMAP", "umap"), ("Two latent dimensions", "dims")]
 
 
 class MainWindow(QMainWindow):
-    def __init__(self) -> None:
+    modelReady = Signal(object)  # ModelEntry whose map is drawn
+    decoded = Signal(object)  # (H, W, C) uint8 shown in the cursor panel
+
+    def __init__(self, *, synchronous: bool = False, settings: QSettings | None = None) -> None:
         super().__init__()
         self.setWindowTitle("Latent Explorer")
-        self.resize(1200, 800)
-        self.models: list[dict] = []
-        self._info = QLabel("Open a model with File › Open… to explore its latent space.")
-        self._info.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self._info.setWordWrap(True)
-        self.setCentralWidget(self._info)
-        menu = self.menuBar().addMenu("&File")
-        menu.addAction("&Open…", self._ask_open).setShortcut("Ctrl+O")
-        menu.addSeparator()
-        menu.addAction("&Quit", self.close).setShortcut("Ctrl+Q")
+        self.resize(1400, 880)
+        self.setAcceptDrops(True)
+        self.settings = settings or QSettings()
+        self.entries: list[ModelEntry] = []
+        self.current: ModelEntry | None = None
+        self.models: list[dict[str, Any]] = []  # metadata of every opened model, in order
+        self._datasets: dict[tuple, Any] = {}
+        self._projection_task = None
+        self._selected = -1
+        self._sample_seed = 0
+        self.tasks = TaskRunner(synchronous=synchronous)
+        self.decoder = LatestWinsWorker(self._decode_request, synchronous=synchronous)
+        self.decoder.result.connect(self._show_decoded)
+        self.decoder.failed.connect(lambda gen, msg: self.statusBar().showMessage(f"decode failed: {msg}", 5000))
+        self.decode_times: list[float] = []
 
+        self._build_ui()
+        self._build_menus()
+        self._set_busy(None)
+
+    # ================================================================ UI
+    def _build_ui(self) -> None:
+        self.map = LatentMapView()
+        self.map.nearest_fn = self._nearest
+        self.map.cursorMoved.connect(self._cursor_moved)
+        self.map.cursorMoveFinished.connect(self._cursor_moved)
+        self.map.pointHovered.connect(self._hovered)
+        self.map.pointClicked.connect(self.select_datum)
+        self.placeholder = QLabel(
+            "<h2>Latent Explorer</h2><p>Open a model with <b>File › Open…</b> (Ctrl+O), drop .safetensors "
+            "files here, or choose <b>File › Open demo models</b>.</p>"
+        )
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.map, "Latent map")
+        self.samples_panel = ImagePanel("Decoded samples from the prior N(0, I)", min_size=300)
+        samples_page = QWidget()
+        sl = QVBoxLayout(samples_page)
+        sl.addWidget(self.samples_panel, 1)
+        self.reroll_button = QPushButton("Re-roll samples")
+        self.reroll_button.setShortcut("Ctrl+R")
+        self.reroll_button.setToolTip("Draw a new grid of latent vectors from N(0, I) (Ctrl+R)")
+        self.reroll_button.clicked.connect(self.reroll_samples)
+        sl.addWidget(self.reroll_button)
+        self.tabs.addTab(samples_page, "Prior samples")
+        self.setCentralWidget(self.tabs)
+
+        # Left: models and projection controls.
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.addWidget(QLabel("<b>Models</b>"))
+        self.model_list = QListWidget()
+        self.model_list.setWordWrap(True)
+        self.model_list.currentRowChanged.connect(self._model_row_changed)
+        ll.addWidget(self.model_list, 1)
+        form = QFormLayout()
+        self.projection_box = QComboBox()
+        for text, key in PROJECTIONS:
+            self.projection_box.addItem(text, key)
+        self.projection_box.setToolTip("How the latent space is flattened into the 2-D map")
+        self.projection_box.currentIndexChanged.connect(lambda _: self.refresh_projection())
+        form.addRow("Projection", self.projection_box)
+        dims_row = QHBoxLayout()
+        self.dim_x = QSpinBox()
+        self.dim_y = QSpinBox()
+        for spin, prefix in ((self.dim_x, "x = z"), (self.dim_y, "y = z")):
+            spin.setPrefix(prefix)
+            spin.valueChanged.connect(lambda _: self._dims_changed())
+            dims_row.addWidget(spin)
+        self.dim_y.setValue(1)
+        self.dims_widget = QWidget()
+        self.dims_widget.setLayout(dims_row)
+        form.addRow("Dimensions", self.dims_widget)
+        self.colour_box = QComboBox()
+        self.colour_box.setToolTip("Colour the points by their label or by an attribute")
+        self.colour_box.currentIndexChanged.connect(lambda _: self._recolour())
+        form.addRow("Colour by", self.colour_box)
+        ll.addLayout(form)
+        self.map_info = QLabel("")
+        self.map_info.setWordWrap(True)
+        self.map_info.setStyleSheet("color: #555")
+        ll.addWidget(self.map_info)
+        dock = QDockWidget("Models", self)
+        dock.setObjectName("models-dock")
+        dock.setWidget(left)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
+
+        # Right: the decoded image at the cursor, hovered/selected data, sliders.
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        self.cursor_panel = ImagePanel("Decoded at the cursor", min_size=224)
+        rl.addWidget(self.cursor_panel, 3)
+        pair = QHBoxLayout()
+        self.original_panel = ImagePanel("Datum", min_size=96)
+        self.recon_panel = ImagePanel("Reconstruction", min_size=96)
+        pair.addWidget(self.original_panel)
+        pair.addWidget(self.recon_panel)
+        rl.addLayout(pair, 2)
+        self.sliders = LatentSliders()
+        self.sliders.valuesChanged.connect(self._sliders_changed)
+        rl.addWidget(self.sliders, 3)
+        rdock = QDockWidget("Decoder", self)
+        rdock.setObjectName("decoder-dock")
+        rdock.setWidget(right)
+        rdock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, rdock)
+        self.resizeDocks([dock, rdock], [300, 380], Qt.Orientation.Horizontal)
+
+        # Status bar: progress of background work with a cancel button.
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(240)
+        self.progress.setRange(0, 1000)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel_projection)
+        self.statusBar().addPermanentWidget(self.progress)
+        self.statusBar().addPermanentWidget(self.cancel_button)
+        self._update_dims_visibility()
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        act = QAction("&Open…", self)
+        act.setShortcut(QKeySequence.StandardKey.Open)
+        act.triggered.connect(self._ask_open)
+        file_menu.addAction(act)
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        self._refresh_recent_menu()
+        demo = QAction("Open &demo models", self)
+        demo.triggered.connect(self.open_demo)
+        file_menu.addAction(demo)
+        file_menu.addSeparator()
+        close = QAction("&Close model", self)
+        close.setShortcut("Ctrl+W")
+        close.triggered.connect(self.close_current)
+        file_menu.addAction(close)
+        quit_act = QAction("&Quit", self)
+        quit_act.setShortcut(QKeySequence.StandardKey.Quit)
+        quit_act.triggered.connect(self.close)
+        file_menu.addAction(quit_act)
+        view = self.menuBar().addMenu("&View")
+        reset = QAction("&Reset map view", self)
+        reset.setShortcut("Ctrl+0")
+        reset.triggered.connect(lambda: self.map.view.autoRange(padding=0.05))
+        view.addAction(reset)
+
+    # ================================================================ opening
     def _ask_open(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "Open models", "", "Checkpoints (*.safetensors)")
+        start = self.settings.value("last_dir", str(Path.home()))
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open models", start, "Checkpoints (*.safetensors)")
         for path in paths:
             self.open_model(path)
 
+    def open_demo(self) -> None:
+        missing = [p for p in DEMO_MODELS if not p.exists()]
+        if missing:
+            self.show_error("Demo models missing", f"The bundled demo model {missing[0]} is not installed.")
+            return
+        for path in DEMO_MODELS:
+            self.open_model(str(path))
+
     def open_model(self, path: str) -> bool:
-        try:
-            meta = inspect(path)
-        except CheckpointError as exc:
-            QMessageBox.warning(self, "Cannot open model", str(exc))
+        """Load a checkpoint in the background; errors go to a dialog. Returns False on a synchronous failure."""
+        path = str(path)
+        if not Path(path).exists():
+            self.show_error("Cannot open model", f"{path}: file not found")
             return False
+        self.statusBar().showMessage(f"Loading {Path(path).name}…")
+
+        def work(progress, cancel):
+            from explorer.core import checkpoint
+
+            return checkpoint.load(path)
+
+        result: dict[str, bool] = {"ok": True}
+
+        def failed(msg: str) -> None:
+            result["ok"] = False
+            self.statusBar().clearMessage()
+            self.show_error("Cannot open model", _strip_exception(msg))
+
+        self.tasks.start(work, on_done=lambda model: self._model_loaded(path, model), on_error=failed)
+        return result["ok"]
+
+    def _model_loaded(self, path: str, model) -> None:
+        meta = dict(getattr(model, "metadata", {}) or {})
+        meta.setdefault("path", path)
+        entry = ModelEntry(path=path, model=model, meta=meta)
+        self.entries.append(entry)
         self.models.append(meta)
-        self._info.setText(
-            "\n".join(
-                f"{Path(m['path']).name}: {m['family']}, latent {m.get('latent_dim')}, dataset {m.get('dataset')}"
-                for m in self.models
-            )
-        )
-        return True
+        self._remember_recent(path)
+        item = QListWidgetItem(f"{entry.name}\n{entry.summary()}")
+        item.setToolTip(path)
+        self.model_list.addItem(item)
+        self.model_list.setCurrentRow(len(self.entries) - 1)
+        self.statusBar().showMessage(f"Opened {entry.name}", 3000)
+        self._prepare_data(entry)
+
+    def close_current(self) -> None:
+        if self.current is None:
+            return
+        row = self.entries.index(self.current)
+        self.entries.pop(row)
+        self.models.pop(row)
+        self.model_list.takeItem(row)
+        if not self.entries:
+            self.current = None
+            self.map.clear_points()
+            self.cursor_panel.clear()
+            self.sliders.set_dim(0)
+
+    def show_error(self, title: str, text: str) -> None:
+        self.statusBar().showMessage(text, 8000)
+        QMessageBox.warning(self, title, text)
+
+    # ================================================================ data + latents
+    def _dataset_for(self, entry: ModelEntry):
+        from explorer.core.data import load_dataset
+
+        name = entry.meta.get("dataset")
+        if not name:
+            raise ValueError("this checkpoint does not say which dataset it was trained on")
+        c, h, w = entry.model.image_shape
+        key = (name, c, h, w)
+        if key not in self._datasets:
+            self._datasets[key] = load_dataset(name, image_size=h if h != w else h, channels=c)
+        return self._datasets[key]
+
+    def _prepare_data(self, entry: ModelEntry) -> None:
+        """Load the model's dataset and encode it (background), then draw the default map."""
+        entry.status = "loading data…"
+        self._set_busy("Encoding the dataset", cancellable=False)
+
+        def work(progress, cancel):
+            from explorer.core.latent.encoding import encode_dataset
+
+            data = self._dataset_for(entry)
+            if not entry.model.capabilities.has_encoder:
+                return data, None
+            latents = encode_dataset(entry.model, data.images,
+                                     progress=lambda done, total: progress(done / max(total, 1), "encoding"),
+                                     cancel=cancel)
+            return data, latents
+
+        def done(result) -> None:
+            entry.data, entry.latents = result
+            entry.status = ""
+            self._set_busy(None)
+            self._fill_colour_box(entry)
+            if entry is self.current:
+                self.refresh_projection()
+
+        def failed(msg: str) -> None:
+            entry.status = _strip_exception(msg)
+            self._set_busy(None)
+            self.statusBar().showMessage(f"{entry.name}: no map ({entry.status})", 10000)
+            if entry is self.current:
+                self._show_entry(entry)
+
+        self.tasks.start(work, on_done=done, on_error=failed, on_progress=self._progress)
+
+    # ================================================================ projection
+    def projection_key(self) -> str:
+        method = self.projection_box.currentData()
+        if method == "dims":
+            return f"dims:{self.dim_x.value()}:{self.dim_y.value()}"
+        return method
+
+    def _dims_changed(self) -> None:
+        if self.projection_box.currentData() == "dims":
+            self.refresh_projection()
+
+    def _update_dims_visibility(self) -> None:
+        self.dims_widget.setEnabled(self.projection_box.currentData() == "dims")
+
+    def refresh_projection(self) -> None:
+        """Show the current projection of the current model, fitting it in the background if needed."""
+        self._update_dims_visibility()
+        entry = self.current
+        if entry is None:
+            return
+        if entry.latents is None:
+            self._show_entry(entry)
+            return
+        key = self.projection_key()
+        if key in entry.maps:
+            self._draw_map(entry, key)
+            return
+        method = self.projection_box.currentData()
+        options: dict[str, Any] = {}
+        if method == "dims":
+            options = {"i": self.dim_x.value(), "j": self.dim_y.value()}
+        self.cancel_projection()
+        slow = method in ("tsne", "umap")
+        self._set_busy(f"Computing {self.projection_box.currentText()}", cancellable=slow)
+        latents = entry.latents
+
+        def work(progress, cancel):
+            from explorer.core.latent.projection import make_projection
+
+            proj = make_projection(method, **options)
+            pos = proj.fit(latents, progress=lambda f, msg="": progress(f, msg), cancel=cancel)
+            if not proj.exact_inverse:
+                progress(0.99, "fitting the inverse map")
+                proj.fit_inverse(cancel=cancel)
+            return proj, pos
+
+        def done(result) -> None:
+            self._projection_task = None
+            proj, pos = result
+            entry.projections[key] = proj
+            entry.maps[key] = np.asarray(pos, np.float32)
+            self._set_busy(None)
+            if entry is self.current and key == self.projection_key():
+                self._draw_map(entry, key)
+
+        def failed(msg: str) -> None:
+            self._projection_task = None
+            self._set_busy(None)
+            self.show_error("Projection failed", _strip_exception(msg))
+
+        def cancelled() -> None:
+            self._projection_task = None
+            self._set_busy(None)
+            self.statusBar().showMessage("Projection cancelled; the previous map is still shown", 5000)
+
+        self._projection_task = self.tasks.start(work, on_done=done, on_error=failed, on_progress=self._progress,
+                                                 on_cancel=cancelled)
+
+    def cancel_projection(self) -> None:
+        if self._projection_task is not None:
+            self._projection_task.cancel()
+
+    def _draw_map(self, entry: ModelEntry, key: str) -> None:
+        pos = entry.maps[key]
+        labels, names = self._colouring(entry)
+        self.map.set_points(pos, labels, names)
+        proj = entry.projections[key]
+        x0, y0 = pos.min(0)
+        x1, y1 = pos.max(0)
+        pad_x, pad_y = (x1 - x0) * 0.1 + 1e-6, (y1 - y0) * 0.1 + 1e-6
+        bounds = (float(x0 - pad_x), float(y0 - pad_y), float(x1 + pad_x), float(y1 + pad_y))
+        if not proj.exact_inverse:
+            self.map.set_trust_image(proj.trust_grid(bounds, 96), bounds)
+        else:
+            self.map.set_trust_image(None, None)
+        self.map_info.setText(self._map_description(entry, key, proj))
+        z = entry.cursor_latent if entry.cursor_latent is not None else entry.latents.mean(0)
+        self.set_cursor_latent(z)
+        self.modelReady.emit(entry)
+
+    def _map_description(self, entry: ModelEntry, key: str, proj) -> str:
+        n = len(entry.maps[key])
+        if proj.exact_inverse:
+            how = "The cursor decodes exactly the latent vector under it."
+        else:
+            how = ("The cursor's latent vector comes from a learned inverse map; it is trustworthy near the data "
+                   "and less so in the grey areas.")
+        return f"{n:,} points from {entry.meta.get('dataset')}. {how}"
+
+    # ================================================================ colouring
+    def _fill_colour_box(self, entry: ModelEntry) -> None:
+        self.colour_box.blockSignals(True)
+        self.colour_box.clear()
+        self.colour_box.addItem("label", None)
+        if entry.data is not None:
+            for i, name in enumerate(entry.data.attribute_names):
+                self.colour_box.addItem(name, i)
+        self.colour_box.blockSignals(False)
+
+    def _colouring(self, entry: ModelEntry) -> tuple[np.ndarray, list[str]]:
+        data = entry.data
+        attr = self.colour_box.currentData()
+        if data is None:
+            return np.zeros(0, np.int64), []
+        if attr is None or data.attributes is None:
+            return data.labels, list(data.label_names)
+        values = data.attributes[:, attr]
+        if set(np.unique(values)) <= {0.0, 1.0}:
+            return values.astype(np.int64), [f"not {data.attribute_names[attr]}", data.attribute_names[attr]]
+        bins = np.clip((values * 5).astype(np.int64), 0, 4)
+        return bins, [f"{data.attribute_names[attr]} {i / 5:.1f}–{(i + 1) / 5:.1f}" for i in range(5)]
+
+    def _recolour(self) -> None:
+        entry = self.current
+        if entry is None or entry.data is None or not len(self.map.positions):
+            return
+        labels, names = self._colouring(entry)
+        self.map.set_labels(labels, names)
+
+    # ================================================================ model switching
+    def _model_row_changed(self, row: int) -> None:
+        if 0 <= row < len(self.entries):
+            self._show_entry(self.entries[row])
+
+    def _show_entry(self, entry: ModelEntry) -> None:
+        self.current = entry
+        self._selected = -1
+        self.sliders.set_dim(entry.model.latent_dim)
+        for spin in (self.dim_x, self.dim_y):
+            spin.setRange(0, entry.model.latent_dim - 1)
+        self._fill_colour_box(entry)
+        self.original_panel.clear()
+        self.recon_panel.clear()
+        self.map.show_selected(-1)
+        if entry.latents is not None:
+            self.refresh_projection()
+        else:
+            self.map.clear_points()
+            self.map.set_trust_image(None, None)
+            reason = entry.status or "no encoder"
+            if not entry.model.capabilities.has_encoder:
+                reason = f"{entry.model.family.upper()} models have no encoder: explore with the sliders and samples"
+            self.map_info.setText(f"No latent map: {reason}.")
+            self.set_cursor_latent(np.zeros(entry.model.latent_dim, np.float32))
+        self.reroll_samples(reset=True)
+
+    # ================================================================ cursor + decoding
+    def _cursor_moved(self, x: float, y: float) -> None:
+        entry = self.current
+        if entry is None:
+            return
+        proj = entry.projections.get(self.projection_key())
+        if proj is None:
+            return
+        z = proj.inverse(np.array([[x, y]], np.float32))[0].astype(np.float32)
+        entry.cursor_latent = z
+        self.sliders.set_values(z)
+        self._request_decode(entry, z, (x, y))
+
+    def _sliders_changed(self, z: np.ndarray) -> None:
+        entry = self.current
+        if entry is None:
+            return
+        entry.cursor_latent = z
+        pos = entry.locate(z, self.projection_key())
+        if pos is not None:
+            self.map.set_cursor(*pos)
+        self._request_decode(entry, z, pos)
+
+    def set_cursor_latent(self, z: np.ndarray) -> None:
+        """Put the cursor on a latent vector (moves the map cursor and sliders, decodes)."""
+        entry = self.current
+        if entry is None:
+            return
+        z = np.asarray(z, np.float32).copy()
+        entry.cursor_latent = z
+        self.sliders.set_values(z)
+        pos = entry.locate(z, self.projection_key())
+        if pos is not None:
+            self.map.set_cursor(*pos)
+        self._request_decode(entry, z, pos)
+
+    def _request_decode(self, entry: ModelEntry, z: np.ndarray, pos) -> None:
+        self.decoder.submit((entry, z, pos, time.perf_counter()))
+
+    @staticmethod
+    def _decode_request(request):
+        entry, z, pos, _t = request
+        return entry.decode_uint8(z)
+
+    def _show_decoded(self, gen: int, request, image: np.ndarray) -> None:
+        entry, z, pos, t0 = request
+        if entry is not self.current:
+            return
+        coords = " ".join(f"{v:+.2f}" for v in z[:8]) + (" …" if len(z) > 8 else "")
+        where = f"map ({pos[0]:.2f}, {pos[1]:.2f})\n" if pos is not None else ""
+        self.cursor_panel.show_array(image, f"{where}z = [{coords}]")
+        self.decode_times.append(time.perf_counter() - t0)
+        del self.decode_times[:-500]
+        self.decoded.emit(image)
+
+    # ================================================================ hover / select
+    def _nearest(self, points: np.ndarray) -> tuple[float, int]:
+        entry = self.current
+        proj = entry.projections.get(self.projection_key()) if entry else None
+        if proj is None:
+            return float("inf"), -1
+        dist, idx = proj.nearest(points, k=1)
+        return float(np.ravel(dist)[0]), int(np.ravel(idx)[0])
+
+    def _datum_caption(self, entry: ModelEntry, idx: int) -> str:
+        data = entry.data
+        label = data.labels[idx]
+        name = data.label_names[label] if 0 <= label < len(data.label_names) else "?"
+        split = "train" if idx < data.n_train else "test"
+        return f"#{idx} ({split}) label: {name}"
+
+    def _hovered(self, idx: int) -> None:
+        entry = self.current
+        if entry is None or entry.data is None:
+            return
+        if idx < 0:
+            if self._selected >= 0:
+                self._show_datum(entry, self._selected)
+            return
+        self._show_datum(entry, idx, hover=True)
+
+    def select_datum(self, idx: int) -> None:
+        entry = self.current
+        if entry is None or entry.data is None or not 0 <= idx < len(entry.data):
+            return
+        self._selected = idx
+        self.map.show_selected(idx)
+        self._show_datum(entry, idx)
+        if entry.latents is not None:
+            self.set_cursor_latent(entry.latents[idx])
+
+    def _show_datum(self, entry: ModelEntry, idx: int, hover: bool = False) -> None:
+        original = to_uint8_hwc(entry.data.images[idx])
+        prefix = "hover: " if hover else "selected: "
+        self.original_panel.show_array(original, prefix + self._datum_caption(entry, idx))
+        recon = entry.reconstruct_uint8(idx)
+        if recon is not None:
+            err = float(np.mean((recon.astype(np.float32) - original.astype(np.float32)) ** 2)) / 255**2
+            self.recon_panel.show_array(recon, f"pixel MSE {err:.4f}")
+
+    # ================================================================ samples
+    def reroll_samples(self, reset: bool = False) -> None:
+        entry = self.current
+        if entry is None:
+            return
+        self._sample_seed = 0 if reset else self._sample_seed + 1
+        import torch
+
+        gen = torch.Generator().manual_seed(self._sample_seed)
+        z = torch.randn(64, entry.model.latent_dim, generator=gen).numpy()
+        images = entry.decode_batch_uint8(z)
+        note = "" if entry.model.capabilities.is_generative else (
+            " — a plain AE was never trained to decode N(0, I) samples: expect holes and blur")
+        self.samples_panel.show_array(grid(images, 8), f"64 samples, seed {self._sample_seed}{note}")
+
+    # ================================================================ busy state
+    def _set_busy(self, message: str | None, cancellable: bool = False) -> None:
+        busy = message is not None
+        self.progress.setVisible(busy)
+        self.cancel_button.setVisible(busy and cancellable)
+        if busy:
+            self.progress.setValue(0)
+            self.progress.setFormat(f"{message}… %p%")
+            self.statusBar().showMessage(message + "…")
+        else:
+            self.statusBar().clearMessage()
+
+    def _progress(self, fraction: float, message: str) -> None:
+        self.progress.setValue(int(max(0.0, min(1.0, fraction)) * 1000))
+
+    # ================================================================ recent files, drag and drop
+    def recent_files(self) -> list[str]:
+        value = self.settings.value("recent_files", [])
+        if isinstance(value, str):
+            value = [value]
+        return [str(v) for v in (value or [])]
+
+    def _remember_recent(self, path: str) -> None:
+        path = str(Path(path).resolve())
+        if Path(path).parent == (RESOURCES / "demo").resolve():
+            return
+        files = [p for p in self.recent_files() if p != path]
+        self.settings.setValue("recent_files", [path, *files][:MAX_RECENT])
+        self.settings.setValue("last_dir", str(Path(path).parent))
+        self._refresh_recent_menu()
+
+    def _refresh_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        files = self.recent_files()
+        for path in files:
+            act = self.recent_menu.addAction(Path(path).name)
+            act.setToolTip(path)
+            act.triggered.connect(lambda _=False, p=path: self.open_model(p))
+        self.recent_menu.setEnabled(bool(files))
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        if any(u.toLocalFile().endswith(".safetensors") for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        for url in event.mimeData().urls():
+            path = url.toLocalFile()
+            if path.endswith(".safetensors"):
+                self.open_model(path)
+
+    # ================================================================ shutdown
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        self.shutdown()
+        super().closeEvent(event)
+
+    def shutdown(self) -> None:
+        self.cancel_projection()
+        self.decoder.close()
+        self.tasks.shutdown()
+
+
+def _strip_exception(msg: str) -> str:
+    """'explorer.core.checkpoint.CheckpointError: x.safetensors: ...' -> 'x.safetensors: ...'."""
+    head, sep, tail = msg.partition(": ")
+    if sep and ("Error" in head or "Exception" in head) and " " not in head:
+        return tail
+    return msg
+
+
+__all__ = ["MainWindow", "CheckpointError", "DEMO_MODELS"]

@@ -7,10 +7,12 @@ pytest.importorskip("pytestqt")
 
 
 @pytest.fixture
-def window(qtbot):
+def window(qtbot, tmp_path):
     from explorer.gui.main_window import MainWindow
 
-    win = MainWindow()
+    from PySide6.QtCore import QSettings
+
+    win = MainWindow(synchronous=True, settings=QSettings(str(tmp_path / 's.ini'), QSettings.Format.IniFormat))
     qtbot.addWidget(win)
     win.show()
     return win

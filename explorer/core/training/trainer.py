@@ -57,6 +57,7 @@ class TrainConfig:
     progress_interval_s: float = 0.1
     eval_batch_size: int = 1000
     n_sample_grid: int = 16  # images in the samples_ready grids; 0 disables
+    save_optimizer: bool = True  # store optimiser state in checkpoints (needed for an exact resume)
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -214,7 +215,8 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         try:
-            checkpoint.save(self.model, path, optimizers=self.optimizers or None, **meta)
+            checkpoint.save(self.model, path, optimizers=(self.optimizers or None) if self.config.save_optimizer else None,
+                            **meta)
         finally:
             self.model.train(was_training)
         self._emit("checkpoint_saved", path=path, final=final)

@@ -1,0 +1,206 @@
+"""The latent map: a scatter of the dataset's latents, a draggable cursor, hover and pick.
+
+Performance notes (70,000 points on 2 cores):
+* the scatter uses one shared brush per label, no outlines and pxMode, and is
+  cached in device coordinates, so moving the cursor over it repaints the
+  cursor only instead of re-rendering every point;
+* hover/pick never asks the scatter (``pointsAt`` is a linear scan): the
+  caller answers with a KD-tree through :attr:`nearest_fn`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QGraphicsItem, QVBoxLayout, QWidget
+
+# Colour-blind-friendly qualitative palette (Okabe-Ito + Tableau), cycled for many labels.
+PALETTE = [
+    "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#8C564B",
+    "#7F7F7F", "#17BECF", "#9467BD", "#BCBD22", "#1F77B4", "#FF7F0E", "#2CA02C", "#D62728",
+]
+HOVER_RADIUS_PX = 12
+
+
+def label_colours(n: int) -> list[QColor]:
+    return [QColor(PALETTE[i % len(PALETTE)]) for i in range(n)]
+
+
+class LatentMapView(QWidget):
+    """Scatter + cursor. Emits map coordinates; knows nothing about models."""
+
+    cursorMoved = Signal(float, float)
+    cursorMoveFinished = Signal(float, float)
+    pointHovered = Signal(int)  # -1 when the mouse leaves every point
+    pointClicked = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
+        self.plot = pg.PlotWidget(background="w")
+        self.plot.setMenuEnabled(False)
+        self.plot.showGrid(x=True, y=True, alpha=0.15)
+        self.plot.setLabel("bottom", "map x")
+        self.plot.setLabel("left", "map y")
+        self.view: pg.ViewBox = self.plot.getPlotItem().getViewBox()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.plot)
+
+        self.trust_item = pg.ImageItem()
+        self.trust_item.setZValue(-10)
+        self.trust_item.setOpacity(0.35)
+        self.plot.addItem(self.trust_item)
+
+        self.scatter = pg.ScatterPlotItem(pxMode=True, size=4, pen=None, hoverable=False)
+        self.scatter.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        self.plot.addItem(self.scatter)
+
+        self.extra_scatter = pg.ScatterPlotItem(pxMode=True, size=9, pen=pg.mkPen("k", width=1.5),
+                                                brush=pg.mkBrush("#ffff00"), symbol="star")
+        self.extra_scatter.setZValue(5)
+        self.plot.addItem(self.extra_scatter)
+
+        self.hover_marker = pg.ScatterPlotItem(pxMode=True, size=12, pen=pg.mkPen("k", width=2), brush=None)
+        self.hover_marker.setZValue(8)
+        self.plot.addItem(self.hover_marker)
+        self.selected_marker = pg.ScatterPlotItem(pxMode=True, size=14, pen=pg.mkPen("#d00", width=2.5),
+                                                  brush=None, symbol="s")
+        self.selected_marker.setZValue(9)
+        self.plot.addItem(self.selected_marker)
+
+        self.cursor = pg.TargetItem(pos=(0.0, 0.0), size=18, movable=True,
+                                    pen=pg.mkPen("#111", width=2), brush=pg.mkBrush(255, 255, 255, 90),
+                                    hoverPen=pg.mkPen("#d00", width=2.5), label="cursor",
+                                    labelOpts={"color": "#111", "offset": (10, -14)})
+        self.cursor.setZValue(10)
+        self.plot.addItem(self.cursor)
+        self.cursor.sigPositionChanged.connect(self._cursor_changed)
+        self.cursor.sigPositionChangeFinished.connect(self._cursor_finished)
+
+        self.legend = self.plot.addLegend(offset=(-10, 10), labelTextSize="9pt")
+        self._legend_items: list[pg.ScatterPlotItem] = []
+
+        self.nearest_fn: Callable[[np.ndarray], tuple[float, int]] | None = None
+        self.positions = np.zeros((0, 2), np.float32)
+        self._hovered = -1
+        self._suppress = False
+        self.plot.scene().sigMouseMoved.connect(self._mouse_moved)
+        self.plot.scene().sigMouseClicked.connect(self._mouse_clicked)
+
+    # ------------------------------------------------------------ data
+    def set_points(self, positions: np.ndarray, labels: np.ndarray, label_names: Sequence[str],
+                   reset_view: bool = True) -> None:
+        self.positions = np.asarray(positions, np.float32)
+        self.set_labels(labels, label_names)
+        if reset_view and len(self.positions):
+            self.view.autoRange(padding=0.05)
+
+    def set_labels(self, labels: np.ndarray, label_names: Sequence[str]) -> None:
+        """(Re)colour the points: one shared brush object per label keeps this fast."""
+        labels = np.asarray(labels)
+        n_labels = max(len(label_names), int(labels.max()) + 1 if len(labels) else 0)
+        colours = label_colours(max(n_labels, 1))
+        brushes = np.array([pg.mkBrush(c) for c in colours] + [pg.mkBrush("#999999")], dtype=object)
+        brush_per_point = brushes[np.where(labels >= 0, labels, len(colours))]
+        self.scatter.setData(pos=self.positions, brush=brush_per_point, pen=None, size=4)
+        self._rebuild_legend(label_names, colours)
+
+    def _rebuild_legend(self, label_names: Sequence[str], colours: list[QColor]) -> None:
+        self.legend.clear()
+        self._legend_items = []
+        for name, colour in zip(label_names, colours):
+            item = pg.ScatterPlotItem(pen=None, brush=pg.mkBrush(colour), size=8)
+            self._legend_items.append(item)
+            self.legend.addItem(item, str(name))
+
+    def clear_points(self) -> None:
+        self.positions = np.zeros((0, 2), np.float32)
+        self.scatter.clear()
+        self.legend.clear()
+        self.hover_marker.clear()
+        self.selected_marker.clear()
+
+    def set_extra_points(self, positions: np.ndarray | None) -> None:
+        if positions is None or len(positions) == 0:
+            self.extra_scatter.clear()
+        else:
+            self.extra_scatter.setData(pos=np.asarray(positions, np.float32))
+
+    def set_trust_image(self, image: np.ndarray | None, bounds: tuple[float, float, float, float] | None) -> None:
+        """Overlay (H, W) trust values in [0, 1]: untrustworthy areas shaded grey."""
+        if image is None or bounds is None:
+            self.trust_item.clear()
+            return
+        x0, y0, x1, y1 = bounds
+        shade = np.clip(1.0 - np.asarray(image, np.float32), 0.0, 1.0)
+        rgba = np.zeros((*shade.shape, 4), np.uint8)
+        rgba[..., :3] = 90
+        rgba[..., 3] = (shade * 255).astype(np.uint8)
+        self.trust_item.setImage(rgba, autoLevels=False)
+        self.trust_item.setRect(pg.QtCore.QRectF(x0, y0, x1 - x0, y1 - y0))
+
+    # ------------------------------------------------------------ cursor
+    def cursor_pos(self) -> tuple[float, float]:
+        p = self.cursor.pos()
+        return float(p.x()), float(p.y())
+
+    def set_cursor(self, x: float, y: float, emit: bool = False) -> None:
+        self._suppress = not emit
+        try:
+            self.cursor.setPos(QPointF(float(x), float(y)))
+        finally:
+            self._suppress = False
+
+    def _cursor_changed(self, item: pg.TargetItem) -> None:
+        if not self._suppress:
+            x, y = self.cursor_pos()
+            self.cursorMoved.emit(x, y)
+
+    def _cursor_finished(self, item: pg.TargetItem) -> None:
+        x, y = self.cursor_pos()
+        self.cursorMoveFinished.emit(x, y)
+
+    # ------------------------------------------------------------ hover / pick
+    def _pick(self, scene_pos: QPointF) -> int:
+        if self.nearest_fn is None or not len(self.positions):
+            return -1
+        if not self.view.sceneBoundingRect().contains(scene_pos):
+            return -1
+        p = self.view.mapSceneToView(scene_pos)
+        dist, idx = self.nearest_fn(np.array([[p.x(), p.y()]], np.float32))
+        if idx < 0:
+            return -1
+        # Accept only points within a few pixels, measured on screen.
+        px = self.view.viewPixelSize()
+        pixel = float(np.hypot(px[0], px[1]) / np.sqrt(2))
+        return int(idx) if dist <= HOVER_RADIUS_PX * pixel else -1
+
+    def _mouse_moved(self, scene_pos: QPointF) -> None:
+        if self.cursor.moving:
+            return
+        idx = self._pick(scene_pos)
+        if idx != self._hovered:
+            self._hovered = idx
+            if idx >= 0:
+                self.hover_marker.setData(pos=self.positions[idx : idx + 1])
+            else:
+                self.hover_marker.clear()
+            self.pointHovered.emit(idx)
+
+    def _mouse_clicked(self, event) -> None:
+        if event.button() != Qt.MouseButton.LeftButton or event.isAccepted():
+            return
+        idx = self._pick(event.scenePos())
+        if idx >= 0:
+            self.pointClicked.emit(idx)
+
+    def show_selected(self, idx: int) -> None:
+        if 0 <= idx < len(self.positions):
+            self.selected_marker.setData(pos=self.positions[idx : idx + 1])
+        else:
+            self.selected_marker.clear()

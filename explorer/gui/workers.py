@@ -1,0 +1,191 @@
+"""Background work for the GUI: live decoding and one-off tasks.
+
+Two patterns:
+
+* :class:`LatestWinsWorker` - one long-lived thread that serves a stream of
+  requests (decode this latent vector) where only the newest matters. Each
+  request gets a generation number; a request that arrives while another is
+  being served replaces any waiting one, and results older than the newest
+  request are dropped, so the cursor never lags behind the mouse.
+* :class:`TaskRunner` - runs a function once in a thread pool (encoding a
+  dataset, fitting a projection) and reports progress, result or error
+  through Qt signals that arrive on the GUI thread.
+
+Both have a synchronous mode so tests can run them deterministically.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+
+class Cancelled(Exception):
+    """Raised inside a task whose cancel event was set."""
+
+
+class LatestWinsWorker(QObject):
+    """Serve ``fn(request)`` on a worker thread, newest request first, stale results dropped."""
+
+    result = Signal(int, object, object)  # generation, request, result
+    failed = Signal(int, str)
+
+    def __init__(self, fn: Callable[[Any], Any], *, synchronous: bool = False, name: str = "decode") -> None:
+        super().__init__()
+        self._fn = fn
+        self._sync = synchronous
+        self._cond = threading.Condition()
+        self._pending: tuple[int, Any] | None = None
+        self._generation = 0
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        if not synchronous:
+            self._thread = threading.Thread(target=self._loop, name=f"latent-explorer-{name}", daemon=True)
+            self._thread.start()
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def set_function(self, fn: Callable[[Any], Any]) -> None:
+        with self._cond:
+            self._fn = fn
+
+    def submit(self, request: Any) -> int:
+        with self._cond:
+            self._generation += 1
+            gen = self._generation
+            if self._sync:
+                fn = self._fn
+            else:
+                self._pending = (gen, request)
+                self._cond.notify()
+                return gen
+        self._serve(fn, gen, request)
+        return gen
+
+    def _serve(self, fn: Callable[[Any], Any], gen: int, request: Any) -> None:
+        try:
+            out = fn(request)
+        except Exception as exc:  # report, keep serving
+            self.failed.emit(gen, f"{type(exc).__name__}: {exc}")
+            return
+        if gen == self._generation:  # a newer request makes this one stale
+            self.result.emit(gen, request, out)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                gen, request = self._pending  # type: ignore[misc]
+                self._pending = None
+                fn = self._fn
+            self._serve(fn, gen, request)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+class _TaskSignals(QObject):
+    progress = Signal(float, str)  # fraction 0..1, message
+    finished = Signal(object)
+    failed = Signal(str)
+    cancelled = Signal()
+
+
+class Task(QRunnable):
+    """One background job. ``fn(progress, cancel)`` gets a progress callback and a cancel event."""
+
+    def __init__(self, fn: Callable[[Callable[[float, str], None], threading.Event], Any]) -> None:
+        super().__init__()
+        self.fn = fn
+        self.signals = _TaskSignals()
+        self.cancel_event = threading.Event()
+        self.setAutoDelete(False)  # the runner keeps it until its signals have been delivered
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    def _progress(self, fraction: float, message: str = "") -> None:
+        if self.cancel_event.is_set():
+            raise Cancelled()
+        self.signals.progress.emit(float(fraction), message)
+
+    def run(self) -> None:
+        try:
+            out = self.fn(self._progress, self.cancel_event)
+        except Cancelled:
+            self.signals.cancelled.emit()
+            return
+        except Exception as exc:
+            if self.cancel_event.is_set():
+                self.signals.cancelled.emit()
+                return
+            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            self.signals.failed.emit(detail)
+            return
+        if self.cancel_event.is_set():
+            self.signals.cancelled.emit()
+        else:
+            self.signals.finished.emit(out)
+
+
+class TaskRunner(QObject):
+    """Starts :class:`Task` objects on a private thread pool (or inline when synchronous)."""
+
+    def __init__(self, *, synchronous: bool = False, max_threads: int = 2) -> None:
+        super().__init__()
+        self._sync = synchronous
+        self._pool = QThreadPool()
+        self._pool.setMaxThreadCount(max_threads)
+        self._live: set[Task] = set()
+
+    def start(
+        self,
+        fn: Callable[[Callable[[float, str], None], threading.Event], Any],
+        *,
+        on_done: Callable[[Any], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
+        on_progress: Callable[[float, str], None] | None = None,
+        on_cancel: Callable[[], None] | None = None,
+    ) -> Task:
+        task = Task(fn)
+        self._live.add(task)
+
+        def release(*_: Any) -> None:
+            self._live.discard(task)
+
+        if on_progress:
+            task.signals.progress.connect(on_progress)
+        if on_done:
+            task.signals.finished.connect(on_done)
+        if on_error:
+            task.signals.failed.connect(on_error)
+        if on_cancel:
+            task.signals.cancelled.connect(on_cancel)
+        for sig in (task.signals.finished, task.signals.failed, task.signals.cancelled):
+            sig.connect(release)
+        if self._sync:
+            task.run()
+        else:
+            self._pool.start(task)
+        return task
+
+    def active(self) -> int:
+        return len(self._live)
+
+    def shutdown(self, timeout_ms: int = 5000) -> None:
+        for task in list(self._live):
+            task.cancel()
+        self._pool.waitForDone(timeout_ms)
