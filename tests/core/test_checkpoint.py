@@ -196,3 +196,12 @@ def test_optimizer_state_round_trip(digits, tmp_path):
     assert saved_state.keys() == restored.keys()
     for idx in saved_state:
         assert torch.equal(saved_state[idx]["exp_avg"], restored[idx]["exp_avg"])
+
+
+def test_saved_file_has_ordinary_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = save_model(build_model("pca", latent_dim=2, image_shape=SHAPE), tmp_path / "p.safetensors")
+    finally:
+        os.umask(old)
+    assert (path.stat().st_mode & 0o777) == 0o644
