@@ -26,7 +26,14 @@ def main(files: Sequence[str] = ()) -> int:
             window.open_model(path)
     else:
         window.open_demo()  # first thing a new user sees: real models on real data
-    # For smoke tests and screenshots: quit by itself after N ms.
+    # For smoke tests and README screenshots: save the window once a map is drawn, then quit.
+    shot = os.environ.get("LATENT_EXPLORER_SCREENSHOT")
+    if shot:
+        def save_and_quit(_entry=None) -> None:
+            window.grab().save(shot)
+            app.quit()
+
+        window.modelReady.connect(lambda entry: QTimer.singleShot(800, save_and_quit))
     quit_after = os.environ.get("LATENT_EXPLORER_QUIT_AFTER_MS")
     if quit_after:
         QTimer.singleShot(int(quit_after), app.quit)

@@ -191,7 +191,7 @@ class MainWindow(QMainWindow):
         if missing:
             self.show_error("Demo models missing", f"The bundled demo model {missing[0]} is not installed.")
             return
-        for path in DEMO_MODELS:
+        for path in reversed(DEMO_MODELS):  # the VAE opens last and so is the one shown
             self.open_model(str(path))
 
     def open_model(self, path: str) -> bool:
@@ -263,7 +263,7 @@ class MainWindow(QMainWindow):
 
     def _prepare_data(self, entry: ModelEntry) -> None:
         """Load the model's dataset and encode it (background), then draw the default map."""
-        entry.status = "loading data…"
+        entry.status = ""
         self._set_busy("Encoding the dataset", cancellable=False)
 
         def work(progress, cancel):
@@ -380,8 +380,11 @@ class MainWindow(QMainWindow):
         else:
             self.map.set_trust_image(None, None)
         self.map_info.setText(self._map_description(entry, key, proj))
-        z = entry.cursor_latent if entry.cursor_latent is not None else entry.latents.mean(0)
-        self.set_cursor_latent(z)
+        if entry.cursor_latent is not None:
+            self.set_cursor_latent(entry.cursor_latent)
+        else:
+            # Start on a real test image: the first thing shown is a datum and its reconstruction.
+            self.select_datum(entry.data.n_train if entry.data.n_test else 0)
         self.modelReady.emit(entry)
 
     def _map_description(self, entry: ModelEntry, key: str, proj) -> str:
@@ -438,17 +441,21 @@ class MainWindow(QMainWindow):
         self.original_panel.clear()
         self.recon_panel.clear()
         self.map.show_selected(-1)
+        self.reroll_samples(reset=True)
         if entry.latents is not None:
             self.refresh_projection()
+            return
+        self.map.clear_points()
+        self.map.set_trust_image(None, None)
+        if entry.model.capabilities.has_encoder and not entry.status:
+            self.map_info.setText("Encoding the dataset…")  # the map follows when that finishes
+            return
+        if entry.model.capabilities.has_encoder:
+            reason = entry.status
         else:
-            self.map.clear_points()
-            self.map.set_trust_image(None, None)
-            reason = entry.status or "no encoder"
-            if not entry.model.capabilities.has_encoder:
-                reason = f"{entry.model.family.upper()} models have no encoder: explore with the sliders and samples"
-            self.map_info.setText(f"No latent map: {reason}.")
-            self.set_cursor_latent(np.zeros(entry.model.latent_dim, np.float32))
-        self.reroll_samples(reset=True)
+            reason = f"{entry.model.family.upper()} models have no encoder: explore with the sliders and samples"
+        self.map_info.setText(f"No latent map: {reason}.")
+        self.set_cursor_latent(np.zeros(entry.model.latent_dim, np.float32))
 
     # ================================================================ cursor + decoding
     def _cursor_moved(self, x: float, y: float) -> None:
