@@ -433,6 +433,7 @@ class MainWindow(QMainWindow):
 
     def _show_entry(self, entry: ModelEntry) -> None:
         self.current = entry
+        self.decoder.reset_cost()
         self._selected = -1
         self.sliders.set_dim(entry.model.latent_dim)
         for spin in (self.dim_x, self.dim_y):

@@ -16,12 +16,18 @@ Both have a synchronous mode so tests can run them deterministically.
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+
+GIL_SWITCH_INTERVAL_S = 0.0005
+INLINE_BELOW_S = 0.002
 
 
 class Cancelled(Exception):
@@ -42,8 +48,14 @@ class LatestWinsWorker(QObject):
         self._pending: tuple[int, Any] | None = None
         self._generation = 0
         self._closed = False
+        self._busy = False
+        self._cost_s = float("inf")  # unknown until measured on the worker
         self._thread: threading.Thread | None = None
         if not synchronous:
+            # The GUI thread runs Python (slots, pyqtgraph painting) right after submitting; with the
+            # default 5 ms GIL switch interval the worker would wait that long to start decoding.
+            if sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:
+                sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
             self._thread = threading.Thread(target=self._loop, name=f"latent-explorer-{name}", daemon=True)
             self._thread.start()
 
@@ -59,7 +71,11 @@ class LatestWinsWorker(QObject):
         with self._cond:
             self._generation += 1
             gen = self._generation
-            if self._sync:
+            # A request that costs less than a millisecond or two is cheaper to serve right here
+            # than to hand to the thread: the hand-off and the queued result would wait behind
+            # the GUI's own painting. Slow requests always go to the thread.
+            inline = self._sync or (self._cost_s < INLINE_BELOW_S and self._pending is None and not self._busy)
+            if inline:
                 fn = self._fn
             else:
                 self._pending = (gen, request)
@@ -69,13 +85,24 @@ class LatestWinsWorker(QObject):
         return gen
 
     def _serve(self, fn: Callable[[Any], Any], gen: int, request: Any) -> None:
+        t0 = time.perf_counter()
         try:
             out = fn(request)
         except Exception as exc:  # report, keep serving
             self.failed.emit(gen, f"{type(exc).__name__}: {exc}")
             return
+        cost = time.perf_counter() - t0
+        # Running estimate, quick to react to a switch to a slower model.
+        if cost > self._cost_s or self._cost_s == float("inf"):
+            self._cost_s = cost
+        else:
+            self._cost_s = 0.8 * self._cost_s + 0.2 * cost
         if gen == self._generation:  # a newer request makes this one stale
             self.result.emit(gen, request, out)
+
+    def reset_cost(self) -> None:
+        """Forget the cost estimate (e.g. the function now serves another model)."""
+        self._cost_s = float("inf")
 
     def _loop(self) -> None:
         while True:
@@ -87,7 +114,11 @@ class LatestWinsWorker(QObject):
                 gen, request = self._pending  # type: ignore[misc]
                 self._pending = None
                 fn = self._fn
-            self._serve(fn, gen, request)
+                self._busy = True
+            try:
+                self._serve(fn, gen, request)
+            finally:
+                self._busy = False
 
     def close(self) -> None:
         with self._cond:

@@ -51,7 +51,9 @@ class ImagePanel(QWidget):
         self.image.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.image.setStyleSheet("background: #202020; border-radius: 4px")
         self.caption = QLabel("")
-        self.caption.setWordWrap(True)
+        # Fixed height: a caption that changes on every mouse move must not re-layout the window.
+        self.caption.setFixedHeight(self.caption.fontMetrics().lineSpacing() * 2 + 6)
+        self.caption.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.caption.setStyleSheet("color: #555; font-family: monospace; font-size: 9pt")
         layout = QVBoxLayout(self)
