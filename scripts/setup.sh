@@ -7,7 +7,7 @@ PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-  want=(libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 dataset-fashion-mnist)
+  want=(libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-shape0 libxcb-randr0 libxcb-xkb1 libfontconfig1 libdbus-1-3 dataset-fashion-mnist)
   missing=()
   for p in "${want[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ]; then

@@ -527,7 +527,7 @@ class MainWindow(QMainWindow):
         label = data.labels[idx]
         name = data.label_names[label] if 0 <= label < len(data.label_names) else "?"
         split = "train" if idx < data.n_train else "test"
-        return f"#{idx} ({split}) label: {name}"
+        return f"#{idx} · {split} · label {name}"
 
     def _hovered(self, idx: int) -> None:
         entry = self.current
@@ -551,7 +551,7 @@ class MainWindow(QMainWindow):
 
     def _show_datum(self, entry: ModelEntry, idx: int, hover: bool = False) -> None:
         original = to_uint8_hwc(entry.data.images[idx])
-        prefix = "hover: " if hover else "selected: "
+        prefix = "hovered " if hover else "selected "
         self.original_panel.show_array(original, prefix + self._datum_caption(entry, idx))
         recon = entry.reconstruct_uint8(idx)
         if recon is not None:

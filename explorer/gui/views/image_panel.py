@@ -54,6 +54,7 @@ class ImagePanel(QWidget):
         # Fixed height: a caption that changes on every mouse move must not re-layout the window.
         self.caption.setFixedHeight(self.caption.fontMetrics().lineSpacing() * 2 + 6)
         self.caption.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.caption.setWordWrap(True)
         self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.caption.setStyleSheet("color: #555; font-family: monospace; font-size: 9pt")
         layout = QVBoxLayout(self)
