@@ -32,8 +32,14 @@ within about a second:
   layout (a subclass hook, ``UMAP._fit_embed_data``), and during the layout at every progress report: umap-learn
   draws its epoch loop with tqdm, and we hand tqdm a file object whose ``write`` reports progress and raises
   ``Cancelled``. The nearest-neighbour descent and the spectral initialisation cannot be interrupted.
-  numba's kernels hold the GIL while they run; see the benchmark for the longest stall measured on the GUI
-  thread. A process that must never stall can run UMAP in a child process instead (and kill it to cancel).
+  The first UMAP of a process compiles numba kernels (40-75 s; umap-learn does not cache them on disk),
+  which cannot be interrupted either: ``UMAPProjection.warm_up()`` does it ahead of time.
+
+GIL: the longest time the main thread was kept from running while a fit ran on a worker thread
+(``benchmarks/projection_70k.py``, 70k x 20, 2 cores): UMAP ~85-150 ms (numba compiling: up to ~0.5 s),
+openTSNE ~170 ms, the learned inverse ~5 ms (torch releases the GIL). Under heavy CPU contention we saw
+t-SNE stall the main thread for 1.5 s once. A GUI that must never stall can run UMAP / t-SNE in a child
+process (and kill it to cancel), then hand the embedding to ``fit_inverse`` here.
 
 Results can be cached to disk as plain arrays (``.npz`` + JSON, no pickle): see :class:`ProjectionCache`.
 """
@@ -151,6 +157,11 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"{type(o).__name__} is not JSON serialisable")
 
 
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
 def _default_jobs() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -170,8 +181,8 @@ class MLPInverse:
     """A small MLP from 2-D map positions to latent vectors: 2 -> hidden -> hidden -> D, ReLU.
 
     Trained with torch (Adam, MSE on standardised inputs and outputs, cosine learning-rate decay, a bounded
-    number of steps and seconds), then evaluated in plain numpy: a single cursor position costs ~10 us
-    instead of the ~50 us of a torch call, and the GUI thread never enters torch.
+    number of steps and seconds: ~7 s for 3000 steps on 2 cores), then evaluated in plain numpy (~30 us per
+    cursor position), so the GUI thread never enters torch.
 
     ``error`` is the held-out relative RMS error ``sqrt(sum |z_hat - z|^2 / sum |z - mean|^2)``: 0 is perfect,
     1 is no better than always answering the mean latent. A 2-D position cannot pin down a D-dimensional
@@ -469,7 +480,10 @@ class Projection:
         ``imageAxisOrder='row-major'`` and ``setRect(x0, y0, x1 - x0, y1 - y0)``.
         """
         x0, y0, x1, y1 = (float(v) for v in bounds)
-        ny, nx = (int(resolution), int(resolution)) if np.isscalar(resolution) else (int(v) for v in resolution)  # type: ignore[misc]
+        if isinstance(resolution, (int, np.integer)):
+            ny = nx = int(resolution)
+        else:
+            ny, nx = (int(v) for v in resolution)
         if nx < 1 or ny < 1:
             raise ValueError(f"resolution must be positive, got {resolution!r}")
         xs = x0 + (np.arange(nx) + 0.5) * ((x1 - x0) / nx)
@@ -617,9 +631,8 @@ class DimsProjection(Projection):
 
     def __init__(self, i: int = 0, j: int = 1, *, trust_scale: float = 5.0) -> None:
         super().__init__(trust_scale=trust_scale)
-        for name, v in (("i", i), ("j", j)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-                raise ValueError(f"dimension {name} must be a non-negative integer, got {v!r}")
+        _check_int("dimension i", i, 0)
+        _check_int("dimension j", j, 0)
         if i == j:
             raise ValueError(f"the two map axes must be different latent dimensions, got i = j = {i}")
         self.i, self.j = int(i), int(j)
@@ -636,7 +649,8 @@ class DimsProjection(Projection):
         var = z.var(0, dtype=np.float64)
         total = float(var.sum())
         shown = float(var[self.i] + var[self.j])
-        self.info["explained_variance_ratio"] = [float(var[self.i] / total), float(var[self.j] / total)] if total else [0.0, 0.0]
+        shares = [float(var[self.i] / total), float(var[self.j] / total)] if total > 0 else [0.0, 0.0]
+        self.info["explained_variance_ratio"] = shares
         self.inverse_error = math.sqrt(max(0.0, 1.0 - shown / total)) if total > 0 else 0.0
         return z[:, [self.i, self.j]].copy()
 
@@ -682,11 +696,11 @@ class _LearnedInverseProjection(Projection):
         trust_scale: float = 5.0,
     ) -> None:
         super().__init__(trust_scale=trust_scale)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-            raise ValueError(f"seed must be an integer or None, got {seed!r}")
-        for name, v in (("inverse_steps", inverse_steps), ("inverse_hidden", inverse_hidden), ("neighbours", neighbours)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if seed is not None:
+            _check_int("seed", seed, 0)
+        for name, v in (("inverse_steps", inverse_steps), ("inverse_hidden", inverse_hidden),
+                        ("neighbours", neighbours)):
+            _check_int(name, v, 1)
         self.seed = None if seed is None else int(seed)
         self.options.update(
             seed=self.seed,
@@ -730,9 +744,8 @@ class _LearnedInverseProjection(Projection):
             max_seconds=self.options["inverse_max_seconds"],
             seed=self.seed or 0,
         )
-        error = mlp.fit(
-            self.embedding, self.latents, progress=lambda f: rep(f, "learning the inverse map"), check=rep.check  # type: ignore[arg-type]
-        )
+        assert self.embedding is not None
+        error = mlp.fit(self.embedding, self.latents, lambda f: rep(f, "learning the inverse map"), rep.check)
         self.inverse_error = error
         self.info["inverse_fit_seconds"] = round(time.perf_counter() - t0, 3)
         self._mlp = mlp
@@ -845,7 +858,8 @@ class _TSNECallback:
 
 
 class TSNEProjection(_LearnedInverseProjection):
-    """openTSNE (FFT-accelerated t-SNE): ~90 s for 70k x 20 on 2 cores. Learned inverse.
+    """openTSNE (FFT-accelerated t-SNE): ~160 s for 70k x 20 on 2 cores (35 s of it the neighbour search,
+    then ~0.15 s per iteration). Learned inverse.
 
     ``transform`` places new points with openTSNE's own optimisation (~0.1-1 s); it is unavailable on a map
     restored from the cache (``TransformUnavailableError``; ``locate`` works on both).
@@ -869,9 +883,9 @@ class TSNEProjection(_LearnedInverseProjection):
         super().__init__(seed=seed, **common)
         if not perplexity > 0:
             raise ValueError(f"perplexity must be positive, got {perplexity!r}")
-        for name, v in (("n_iter", n_iter), ("early_exaggeration_iter", early_exaggeration_iter)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
+        _check_int("n_iter", n_iter, 0)
+        _check_int("early_exaggeration_iter", early_exaggeration_iter, 0)
+        _check_int("callbacks_every", callbacks_every, 1)
         self.options.update(
             perplexity=float(perplexity),
             n_iter=int(n_iter),
@@ -978,8 +992,8 @@ def _hooked_umap_class() -> type:
 
 
 class UMAPProjection(_LearnedInverseProjection):
-    """umap-learn: ~20 s for 70k x 20 on 2 cores once numba has compiled (~a minute on the very first run
-    of a machine; numba caches the rest on disk). Learned inverse.
+    """umap-learn: ~28 s for 70k x 20 on 2 cores once numba has compiled its kernels, which every new
+    process does on its first UMAP (40-75 s; see ``warm_up``). Learned inverse.
 
     ``seed=None`` (the default) lets UMAP use every core; a fixed seed makes it reproducible but
     single-threaded (umap-learn's rule). ``transform`` uses UMAP's own (unavailable after a cache restore).
@@ -999,12 +1013,11 @@ class UMAPProjection(_LearnedInverseProjection):
         **common: Any,
     ) -> None:
         super().__init__(seed=seed, **common)
-        if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, (int, np.integer)) or n_neighbors < 2:
-            raise ValueError(f"n_neighbors must be an integer >= 2, got {n_neighbors!r}")
+        _check_int("n_neighbors", n_neighbors, 2)
         if not min_dist >= 0:
             raise ValueError(f"min_dist must be >= 0, got {min_dist!r}")
-        if n_epochs is not None and (isinstance(n_epochs, bool) or not isinstance(n_epochs, (int, np.integer)) or n_epochs < 1):
-            raise ValueError(f"n_epochs must be a positive integer or None, got {n_epochs!r}")
+        if n_epochs is not None:
+            _check_int("n_epochs", n_epochs, 1)
         self.options.update(
             n_neighbors=int(n_neighbors),
             min_dist=float(min_dist),
@@ -1057,12 +1070,16 @@ class UMAPProjection(_LearnedInverseProjection):
     def warm_up(cancel: threading.Event | None = None) -> float:
         """Compile umap-learn's numba kernels on a tiny random set; returns the seconds it took.
 
-        The first UMAP of a process spends ~15-20 s (more on a loaded machine) compiling, whatever the data
-        size; the GUI can call this on a worker thread when the user first picks UMAP, or at idle time.
+        The first UMAP of a process spends ~15-20 s compiling for small data (< 4096 points) and 40-75 s for
+        large data (pynndescent's kernels too), whatever the number of points. The GUI can call this on a
+        worker thread at idle time, or when the user first picks UMAP.
         """
         t0 = time.perf_counter()
-        z = np.random.default_rng(0).normal(size=(300, 4)).astype(np.float32)
-        UMAPProjection(n_epochs=5).fit(z, cancel=cancel)
+        rng = np.random.default_rng(0)
+        # umap-learn takes one code path below 4096 points (all pairwise distances) and another above it
+        # (pynndescent): compile both. Kernels are typed by dtype and rank, not by size or dimension.
+        for n in (300, 4100):
+            UMAPProjection(n_epochs=5).fit(rng.normal(size=(n, 4)).astype(np.float32), cancel=cancel)
         return time.perf_counter() - t0
 
 
