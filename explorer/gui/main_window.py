@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QFormLayout,
                                QSpinBox, QTabWidget, QVBoxLayout, QWidget)
 
 from explorer.core.checkpoint import CheckpointError
+from explorer.core.latent.isolated import ProjectionProcess
+from explorer.core.latent.projection import ProjectionCache, cache_key
 
 from .model_entry import ModelEntry
 from .views.image_panel import ImagePanel, grid, to_uint8_hwc
@@ -24,12 +27,17 @@ from .workers import LatestWinsWorker, TaskRunner
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 DEMO_MODELS = [RESOURCES / "demo" / "mnist-vae.safetensors", RESOURCES / "demo" / "mnist-ae.safetensors"]
 MAX_RECENT = 10
+SLIDER_REFRESH_MS = 30
+SLOW_PROJECTIONS = ("tsne", "umap")
+WARM_UP_DELAY_MS = 5000
 PROJECTIONS = [("PCA", "pca"), ("t-SNE", "tsne"), ("UMAP", "umap"), ("Two latent dimensions", "dims")]
 
 
 class MainWindow(QMainWindow):
     modelReady = Signal(object)  # ModelEntry whose map is drawn
     decoded = Signal(object)  # (H, W, C) uint8 shown in the cursor panel
+    # Options per projection method (tests shorten t-SNE with these).
+    projection_options: dict[str, dict[str, Any]] = {}
 
     def __init__(self, *, synchronous: bool = False, settings: QSettings | None = None) -> None:
         super().__init__()
@@ -45,10 +53,20 @@ class MainWindow(QMainWindow):
         self._selected = -1
         self._sample_seed = 0
         self.tasks = TaskRunner(synchronous=synchronous)
+        self.projector = ProjectionProcess()
+        self._warm_cancel = threading.Event()
+        self._warm_scheduled = synchronous  # tests and scripts skip the warm-up
+        self.projection_cache = ProjectionCache()
         self.decoder = LatestWinsWorker(self._decode_request, synchronous=synchronous)
         self.decoder.result.connect(self._show_decoded)
         self.decoder.failed.connect(lambda gen, msg: self.statusBar().showMessage(f"decode failed: {msg}", 5000))
         self.decode_times: list[float] = []
+        # While the cursor is dragged the sliders follow at display rate, not at mouse rate: redrawing
+        # a column of sliders on every mouse move would cost as much as the decode.
+        self._slider_timer = QTimer(self)
+        self._slider_timer.setSingleShot(True)
+        self._slider_timer.setInterval(SLIDER_REFRESH_MS)
+        self._slider_timer.timeout.connect(self._sync_sliders)
 
         self._build_ui()
         self._build_menus()
@@ -59,7 +77,7 @@ class MainWindow(QMainWindow):
         self.map = LatentMapView()
         self.map.nearest_fn = self._nearest
         self.map.cursorMoved.connect(self._cursor_moved)
-        self.map.cursorMoveFinished.connect(self._cursor_moved)
+        self.map.cursorMoveFinished.connect(self._cursor_move_finished)
         self.map.pointHovered.connect(self._hovered)
         self.map.pointClicked.connect(self.select_datum)
         self.placeholder = QLabel(
@@ -205,7 +223,8 @@ class MainWindow(QMainWindow):
         def work(progress, cancel):
             from explorer.core import checkpoint
 
-            return checkpoint.load(path)
+            model = checkpoint.load(path)
+            return model, file_identity(path)
 
         result: dict[str, bool] = {"ok": True}
 
@@ -214,13 +233,13 @@ class MainWindow(QMainWindow):
             self.statusBar().clearMessage()
             self.show_error("Cannot open model", _strip_exception(msg))
 
-        self.tasks.start(work, on_done=lambda model: self._model_loaded(path, model), on_error=failed)
+        self.tasks.start(work, on_done=lambda result: self._model_loaded(path, *result), on_error=failed)
         return result["ok"]
 
-    def _model_loaded(self, path: str, model) -> None:
+    def _model_loaded(self, path: str, model, identity: str = "") -> None:
         meta = dict(getattr(model, "metadata", {}) or {})
         meta.setdefault("path", path)
-        entry = ModelEntry(path=path, model=model, meta=meta)
+        entry = ModelEntry(path=path, model=model, meta=meta, identity=identity)
         self.entries.append(entry)
         self.models.append(meta)
         self._remember_recent(path)
@@ -322,22 +341,36 @@ class MainWindow(QMainWindow):
             self._draw_map(entry, key)
             return
         method = self.projection_box.currentData()
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = dict(self.projection_options.get(method, {}))
         if method == "dims":
             options = {"i": self.dim_x.value(), "j": self.dim_y.value()}
         self.cancel_projection()
-        slow = method in ("tsne", "umap")
+        slow = method in SLOW_PROJECTIONS
         self._set_busy(f"Computing {self.projection_box.currentText()}", cancellable=slow)
         latents = entry.latents
+        projector, cache = self.projector, self.projection_cache
+        key_hash = cache_key(entry.identity, entry.dataset_key(), method, options) if slow and entry.identity else None
 
         def work(progress, cancel):
             from explorer.core.latent.projection import make_projection
 
+            if key_hash and cache is not None:
+                cached = cache.get(key_hash)
+                if cached is not None and cached.embedding.shape[0] == len(latents):
+                    return cached, cached.embedding
+            if slow:
+                # In a child process: these libraries hold the GIL for long stretches, which would
+                # freeze the window; and killing the child is the only prompt way to cancel them.
+                proj = projector.fit(method, latents, options, progress=lambda f, msg="": progress(f, msg),
+                                     cancel=cancel)
+                if key_hash and cache is not None:
+                    try:
+                        cache.put(key_hash, proj)
+                    except OSError:  # a full or read-only cache folder costs a recomputation, nothing else
+                        pass
+                return proj, proj.embedding
             proj = make_projection(method, **options)
             pos = proj.fit(latents, progress=lambda f, msg="": progress(f, msg), cancel=cancel)
-            if not proj.exact_inverse:
-                progress(0.99, "fitting the inverse map")
-                proj.fit_inverse(cancel=cancel)
             return proj, pos
 
         def done(result) -> None:
@@ -386,6 +419,23 @@ class MainWindow(QMainWindow):
             # Start on a real test image: the first thing shown is a datum and its reconstruction.
             self.select_datum(entry.data.n_train if entry.data.n_test else 0)
         self.modelReady.emit(entry)
+        self._schedule_umap_warm_up()
+
+    def _schedule_umap_warm_up(self) -> None:
+        """Compile UMAP's kernels in the projection process soon after the first map appears, so that
+        choosing UMAP later takes seconds rather than a minute. Off with the setting warm_umap=false."""
+        if self._warm_scheduled or str(self.settings.value("warm_umap", "true")).lower() == "false":
+            return
+        self._warm_scheduled = True
+
+        def warm() -> None:
+            try:
+                self.projector.warm_up(cancel=self._warm_cancel)
+            except Exception:  # noqa: BLE001 - a failed warm-up only means the first UMAP is slower
+                pass
+
+        QTimer.singleShot(WARM_UP_DELAY_MS, lambda: threading.Thread(target=warm, name="umap-warm-up",
+                                                                     daemon=True).start())
 
     def _map_description(self, entry: ModelEntry, key: str, proj) -> str:
         n = len(entry.maps[key])
@@ -468,8 +518,18 @@ class MainWindow(QMainWindow):
             return
         z = proj.inverse(np.array([[x, y]], np.float32))[0].astype(np.float32)
         entry.cursor_latent = z
-        self.sliders.set_values(z)
         self._request_decode(entry, z, (x, y))
+        if not self._slider_timer.isActive():
+            self._slider_timer.start()
+
+    def _cursor_move_finished(self, x: float, y: float) -> None:
+        self._cursor_moved(x, y)
+        self._slider_timer.stop()
+        self._sync_sliders()
+
+    def _sync_sliders(self) -> None:
+        if self.current is not None and self.current.cursor_latent is not None:
+            self.sliders.set_values(self.current.cursor_latent)
 
     def _sliders_changed(self, z: np.ndarray) -> None:
         entry = self.current
@@ -629,9 +689,23 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
 
     def shutdown(self) -> None:
+        self._warm_cancel.set()
         self.cancel_projection()
+        self.projector.kill()  # a fit in the child would otherwise hold up the task pool below
         self.decoder.close()
         self.tasks.shutdown()
+        self.projector.close()
+
+
+def file_identity(path: str) -> str:
+    """sha256 of a checkpoint's bytes: names its cached maps, and changes whenever the weights do."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _strip_exception(msg: str) -> str:

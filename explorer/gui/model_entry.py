@@ -23,8 +23,8 @@ class ModelEntry:
     projections: dict[str, Any] = field(default_factory=dict)  # key -> fitted Projection
     maps: dict[str, np.ndarray] = field(default_factory=dict)  # key -> (N, 2) positions
     status: str = ""
+    identity: str = ""  # sha256 of the checkpoint file (see main_window.file_identity); "" if unknown
     cursor_latent: np.ndarray | None = None
-    _latent_tree: Any = None
 
     @property
     def name(self) -> str:
@@ -43,6 +43,12 @@ class ModelEntry:
         if "test_loss" in final:
             bits.append(f"test loss {final['test_loss']:.1f}")
         return " · ".join(bits)
+
+    def dataset_key(self) -> str:
+        """The dataset as encoded here (name, shape, size): part of a cached map's key."""
+        shape = "x".join(str(v) for v in self.model.image_shape)
+        n = len(self.data) if self.data is not None else 0
+        return f"{self.meta.get('dataset')}:{shape}:{n}"
 
     def decode_uint8(self, z: np.ndarray) -> np.ndarray:
         """One latent vector -> (H, W, C) uint8. Called on the decode worker thread."""
@@ -70,18 +76,5 @@ class ModelEntry:
         proj = self.projections.get(key)
         if proj is None:
             return None
-        if getattr(proj, "exact_inverse", False):
-            p = proj.transform(np.asarray(z, np.float32).reshape(1, -1))[0]
-            return float(p[0]), float(p[1])
-        # Non-linear maps: place it by its nearest data latents (transforming new points is slow).
-        positions = self.maps.get(key)
-        if positions is None or self.latents is None:
-            return None
-        if self._latent_tree is None:
-            from scipy.spatial import cKDTree
-
-            self._latent_tree = cKDTree(self.latents)
-        dist, idx = self._latent_tree.query(np.asarray(z, np.float32).reshape(1, -1), k=8)
-        w = 1.0 / (dist[0] + 1e-6)
-        p = (positions[idx[0]] * w[:, None]).sum(0) / w.sum()
+        p = proj.locate(np.asarray(z, np.float32).reshape(1, -1))[0]
         return float(p[0]), float(p[1])

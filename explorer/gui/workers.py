@@ -25,13 +25,15 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
+from explorer.core.latent import Cancelled as CoreCancelled
+
 
 GIL_SWITCH_INTERVAL_S = 0.0005
 INLINE_BELOW_S = 0.002
 
 
-class Cancelled(Exception):
-    """Raised inside a task whose cancel event was set."""
+# The core's exception: a task stopped by its cancel event, whether the core or this module noticed.
+Cancelled = CoreCancelled
 
 
 class LatestWinsWorker(QObject):

@@ -137,3 +137,43 @@ def test_gan_without_encoder_still_explorable(window, tmp_path):
     before = window.cursor_panel.last_array.copy()
     window.sliders.rows[0][1].setValue(200)
     assert not np.array_equal(before, window.cursor_panel.last_array)
+
+
+def test_tsne_runs_in_a_child_process_and_is_cached(window, digits_vae, qtbot, monkeypatch):
+    monkeypatch.setattr(type(window), "projection_options",
+                        {"tsne": {"n_iter": 100, "early_exaggeration_iter": 50, "seed": 0, "inverse_steps": 200}})
+    window.open_model(str(digits_vae))
+    window.projection_box.setCurrentIndex(window.projection_box.findData("tsne"))
+    entry = window.current
+    proj = entry.projections["tsne"]
+    assert window.projector.alive  # fitted in the child, not on a thread of this process
+    assert not proj.exact_inverse and proj.inverse_ready
+    np.testing.assert_allclose(window.map.positions, proj.embedding)
+    # Dragged, the cursor decodes the learned inverse of its map position.
+    x0, y0 = window.map.cursor_pos()
+    target = proj.embedding[np.argmax(np.linalg.norm(proj.embedding - [x0, y0], axis=1))]
+    drag(window.map.plot.viewport(), _viewport_point(window, x0, y0), _viewport_point(window, *target))
+    x, y = window.map.cursor_pos()
+    assert np.hypot(x - x0, y - y0) > 0
+    z = proj.inverse(np.array([[x, y]], np.float32))[0]
+    np.testing.assert_array_equal(window.cursor_panel.last_array, entry.decode_uint8(z))
+    # Reopening the same checkpoint finds the map in the disk cache, without the child.
+    window.projector.close()
+    window.open_model(str(digits_vae))
+    assert window.current is not entry and "tsne" in window.current.projections
+    np.testing.assert_allclose(window.current.projections["tsne"].embedding, proj.embedding)
+    assert not window.projector.alive
+
+
+def test_cancelling_a_projection_keeps_the_previous_map(window, digits_vae, qtbot):
+    window.open_model(str(digits_vae))
+    before = window.map.positions.copy()
+    window.tasks._sync = False  # this test needs the fit running in the background to cancel it
+    window.projection_box.setCurrentIndex(window.projection_box.findData("umap"))
+    qtbot.waitUntil(lambda: window.cancel_button.isVisible(), timeout=2000)
+    qtbot.wait(300)
+    window.cancel_button.click()
+    qtbot.waitUntil(lambda: window._projection_task is None, timeout=10000)
+    assert "umap" not in window.current.projections
+    np.testing.assert_array_equal(window.map.positions, before)
+    assert not window.projector.alive  # killed: the only way to stop numba mid-call

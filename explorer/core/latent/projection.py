@@ -53,7 +53,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -1169,23 +1168,15 @@ class ProjectionCache:
 
     def put(self, key: str, projection: Projection) -> Path:
         """Store a fitted projection (for t-SNE/UMAP call it after ``fit_inverse`` to keep the inverse)."""
-        path = self.path(key)
+        from ..checkpoint import atomic_write  # imported here: checkpoint pulls in torch and safetensors
+
         state = projection.state_dict()
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{key[:16]}-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:
                 np.savez(f, **state)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        return path
+
+        return atomic_write(self.path(key), write)
 
     def remove(self, key: str) -> None:
         try:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtCore import QRect, Qt
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPalette
 from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
+
+BACKGROUND = QColor("#202020")
 
 
 def to_uint8_hwc(images: np.ndarray) -> np.ndarray:
@@ -38,25 +40,92 @@ def grid(images: np.ndarray, cols: int, pad: int = 1, pad_value: int = 255) -> n
     return out
 
 
+class PixelView(QWidget):
+    """Paints an image scaled up by a whole factor with nearest-neighbour sampling.
+
+    Painting the QImage straight into the widget costs a fraction of a millisecond; a QLabel would
+    scale a pixmap copy and post a layout request on every new image, which is what made each
+    cursor move slow.
+    """
+
+    def __init__(self, min_size: int, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setMinimumSize(min_size, min_size)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
+        self._qimage: QImage | None = None
+        self._message = ""
+
+    def set_image(self, image: QImage | None, message: str = "") -> None:
+        self._qimage = image
+        self._message = message
+        self.update()
+
+    def target_rect(self) -> QRect:
+        img = self._qimage
+        if img is None or img.isNull():
+            return QRect()
+        w, h = self.width(), self.height()
+        # A whole-number factor keeps pixels square and crisp; below 1x, shrink to fit instead.
+        factor = min(w / img.width(), h / img.height())
+        if factor >= 1:
+            factor = int(factor)
+        tw, th = max(1, int(img.width() * factor)), max(1, int(img.height() * factor))
+        return QRect((w - tw) // 2, (h - th) // 2, tw, th)
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), BACKGROUND)
+        if self._qimage is not None and not self._qimage.isNull():
+            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform,
+                                  self.target_rect().width() < self._qimage.width())
+            painter.drawImage(self.target_rect(), self._qimage)
+        elif self._message:
+            painter.setPen(QColor("#bbbbbb"))
+            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self._message)
+        painter.end()
+
+
+class Caption(QWidget):
+    """Two lines of small monospace text that repaint without touching the layout."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        font = QFont("monospace")
+        font.setStyleHint(QFont.StyleHint.Monospace)
+        font.setPointSizeF(9)
+        self.setFont(font)
+        self.setFixedHeight(self.fontMetrics().lineSpacing() * 2 + 6)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self._text = ""
+
+    def text(self) -> str:
+        return self._text
+
+    def setText(self, text: str) -> None:  # noqa: N802 (mirrors QLabel)
+        if text != self._text:
+            self._text = text
+            self.setToolTip(text)
+            self.update()
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        painter = QPainter(self)
+        painter.setPen(self.palette().color(QPalette.ColorRole.PlaceholderText))
+        painter.drawText(self.rect().adjusted(2, 2, -2, -2),
+                         Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop | Qt.TextFlag.TextWrapAnywhere,
+                         self._text)
+        painter.end()
+
+
 class ImagePanel(QWidget):
-    """A title, an upscaled image and a caption line."""
+    """A title, an upscaled image and a caption."""
 
     def __init__(self, title: str = "", min_size: int = 196, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.title = QLabel(title)
         self.title.setStyleSheet("font-weight: bold")
-        self.image = QLabel()
-        self.image.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.image.setMinimumSize(min_size, min_size)
-        self.image.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.image.setStyleSheet("background: #202020; border-radius: 4px")
-        self.caption = QLabel("")
-        # Fixed height: a caption that changes on every mouse move must not re-layout the window.
-        self.caption.setFixedHeight(self.caption.fontMetrics().lineSpacing() * 2 + 6)
-        self.caption.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
-        self.caption.setWordWrap(True)
-        self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.caption.setStyleSheet("color: #555; font-family: monospace; font-size: 9pt")
+        self.image = PixelView(min_size)
+        self.caption = Caption()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         if title:
@@ -64,33 +133,14 @@ class ImagePanel(QWidget):
         layout.addWidget(self.image, 1)
         layout.addWidget(self.caption)
         self.last_array: np.ndarray | None = None
-        self._qimage: QImage | None = None
 
     def show_array(self, hwc: np.ndarray, caption: str | None = None) -> None:
         self.last_array = hwc
-        self._qimage = qimage_from_array(hwc)
-        self._rescale()
+        self.image.set_image(qimage_from_array(hwc))
         if caption is not None:
             self.caption.setText(caption)
 
     def clear(self, message: str = "") -> None:
         self.last_array = None
-        self._qimage = None
-        self.image.clear()
-        self.image.setText(message)
+        self.image.set_image(None, message)
         self.caption.setText("")
-
-    def _rescale(self) -> None:
-        if self._qimage is None:
-            return
-        size = self.image.size()
-        img = self._qimage
-        # Integer upscaling with nearest neighbour keeps pixels square and crisp.
-        factor = max(1, min(size.width() // max(img.width(), 1), size.height() // max(img.height(), 1)))
-        scaled = img.scaled(img.width() * factor, img.height() * factor, Qt.AspectRatioMode.KeepAspectRatio,
-                            Qt.TransformationMode.FastTransformation)
-        self.image.setPixmap(QPixmap.fromImage(scaled))
-
-    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
-        super().resizeEvent(event)
-        self._rescale()

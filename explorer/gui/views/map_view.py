@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtCore import QEvent, QPointF, Qt, Signal
 from PySide6.QtGui import QColor, QPixmapCache
 from PySide6.QtWidgets import QGraphicsItem, QVBoxLayout, QWidget
 
@@ -24,6 +24,8 @@ PALETTE = [
     "#7F7F7F", "#17BECF", "#9467BD", "#BCBD22", "#1F77B4", "#FF7F0E", "#2CA02C", "#D62728",
 ]
 HOVER_RADIUS_PX = 12
+CURSOR_SIZE_PX = 18
+CURSOR_GRAB_PX = CURSOR_SIZE_PX / 2 + 4  # a little slack around the drawn ring
 
 
 class UniformScatter(pg.ScatterPlotItem):
@@ -117,7 +119,7 @@ class LatentMapView(QWidget):
         self.selected_marker.setZValue(9)
         self.plot.addItem(self.selected_marker)
 
-        self.cursor = pg.TargetItem(pos=(0.0, 0.0), size=18, movable=True,
+        self.cursor = pg.TargetItem(pos=(0.0, 0.0), size=CURSOR_SIZE_PX, movable=True,
                                     pen=pg.mkPen("#111", width=2), brush=pg.mkBrush(255, 255, 255, 90),
                                     hoverPen=pg.mkPen("#d00", width=2.5))
         self.cursor.setToolTip("Drag me: the image on the right decodes the latent vector under the cursor")
@@ -134,6 +136,10 @@ class LatentMapView(QWidget):
         self._suppress = False
         self.plot.scene().sigMouseMoved.connect(self._mouse_moved)
         self.plot.scene().sigMouseClicked.connect(self._mouse_clicked)
+        # Dragging the cursor is handled before pyqtgraph sees the events: its scene dispatch
+        # (hover tests against every item, a 100 Hz rate limit) cost more than the decode itself.
+        self._drag_offset: QPointF | None = None
+        self.plot.viewport().installEventFilter(self)
 
     # ------------------------------------------------------------ data
     def set_points(self, positions: np.ndarray, labels: np.ndarray, label_names: Sequence[str],
@@ -207,6 +213,37 @@ class LatentMapView(QWidget):
         finally:
             self._suppress = False
 
+    @property
+    def dragging(self) -> bool:
+        return self._drag_offset is not None
+
+    def _cursor_viewport_pos(self) -> QPointF:
+        scene = self.view.mapViewToScene(self.cursor.pos())
+        return self.plot.viewportTransform().map(scene)
+
+    def _viewport_to_view(self, p: QPointF) -> QPointF:
+        scene = self.plot.viewportTransform().inverted()[0].map(p)
+        return self.view.mapSceneToView(scene)
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt name)
+        kind = event.type()
+        if kind == QEvent.Type.MouseButtonPress:
+            if (event.button() == Qt.MouseButton.LeftButton and event.modifiers() == Qt.KeyboardModifier.NoModifier
+                    and self.cursor.isVisible()):
+                offset = event.position() - self._cursor_viewport_pos()
+                if np.hypot(offset.x(), offset.y()) <= CURSOR_GRAB_PX:
+                    self._drag_offset = offset
+                    return True
+        elif kind == QEvent.Type.MouseMove and self._drag_offset is not None:
+            p = self._viewport_to_view(event.position() - self._drag_offset)
+            self.cursor.setPos(p)  # emits cursorMoved through _cursor_changed
+            return True
+        elif kind == QEvent.Type.MouseButtonRelease and self._drag_offset is not None:
+            self._drag_offset = None
+            self._cursor_finished(self.cursor)
+            return True
+        return False
+
     def _cursor_changed(self, item: pg.TargetItem) -> None:
         if not self._suppress:
             x, y = self.cursor_pos()
@@ -232,7 +269,7 @@ class LatentMapView(QWidget):
         return int(idx) if dist <= HOVER_RADIUS_PX * pixel else -1
 
     def _mouse_moved(self, scene_pos: QPointF) -> None:
-        if self.cursor.moving:
+        if self.cursor.moving or self.dragging:
             return
         idx = self._pick(scene_pos)
         if idx != self._hovered:

@@ -47,7 +47,7 @@ class LatentSliders(QWidget):
             slider = QSlider(Qt.Orientation.Horizontal)
             slider.setRange(-STEPS // 2, STEPS // 2)
             value = QLabel()
-            value.setMinimumWidth(48)
+            value.setFixedWidth(value.fontMetrics().horizontalAdvance("+00.00") + 12)
             slider.valueChanged.connect(lambda v, row=i: self._slider_moved(row, v))
             self.grid.addWidget(name, i, 0)
             self.grid.addWidget(slider, i, 1)
@@ -60,11 +60,11 @@ class LatentSliders(QWidget):
         self.first_spin.setRange(0, max(0, dim - 1))
         self.first_spin.setVisible(dim > self.per_page)
         self.first = 0
-        self._refresh()
+        self._layout_rows()
 
     def _set_first(self, first: int) -> None:
         self.first = first
-        self._refresh()
+        self._layout_rows()
 
     def set_values(self, z: np.ndarray) -> None:
         """Show a latent vector without emitting valuesChanged."""
@@ -72,24 +72,36 @@ class LatentSliders(QWidget):
         if len(z) != len(self.values):
             self.set_dim(len(z))
         self.values = z.copy()
-        self._refresh()
+        self._refresh_values()
 
-    def _refresh(self) -> None:
+    def _layout_rows(self) -> None:
+        dim = len(self.values)
+        for row, (name, slider, value) in enumerate(self.rows):
+            d = self.first + row
+            for w in (name, slider, value):
+                w.setVisible(d < dim)
+            if d < dim:
+                name.setText(f"z{d}")
+        last = min(dim, self.first + self.per_page)
+        self.page_label.setText(f"z{self.first}–z{last - 1} of {dim}" if dim else "no model")
+        self._refresh_values()
+
+    def _refresh_values(self) -> None:
+        # Called on every cursor move: touch only what changed (each setText can re-layout the panel).
         self._updating = True
         try:
             dim = len(self.values)
-            for row, (name, slider, value) in enumerate(self.rows):
+            for row, (_, slider, value) in enumerate(self.rows):
                 d = self.first + row
-                visible = d < dim
-                for w in (name, slider, value):
-                    w.setVisible(visible)
-                if visible:
-                    name.setText(f"z{d}")
-                    v = float(self.values[d])
-                    slider.setValue(int(round(np.clip(v, -RANGE, RANGE) / RANGE * (STEPS // 2))))
-                    value.setText(f"{v:+.2f}")
-            last = min(dim, self.first + self.per_page)
-            self.page_label.setText(f"z{self.first}–z{last - 1} of {dim}" if dim else "no model")
+                if d >= dim:
+                    break
+                v = float(self.values[d])
+                raw = int(round(np.clip(v, -RANGE, RANGE) / RANGE * (STEPS // 2)))
+                if slider.value() != raw:
+                    slider.setValue(raw)
+                text = f"{v:+.2f}"
+                if value.text() != text:
+                    value.setText(text)
         finally:
             self._updating = False
 
@@ -105,5 +117,5 @@ class LatentSliders(QWidget):
 
     def _zero(self) -> None:
         self.values[:] = 0
-        self._refresh()
+        self._refresh_values()
         self.valuesChanged.emit(self.values.copy())

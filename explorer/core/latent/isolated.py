@@ -1,0 +1,228 @@
+"""Fit slow projections (t-SNE, UMAP) in a child process.
+
+Why a process and not a thread: numba (UMAP) and parts of openTSNE hold the GIL for tens to hundreds of
+milliseconds at a time, so a fit on a worker thread still freezes the GUI thread now and then (measured:
+85-170 ms, up to 0.5 s while numba compiles). A child process has its own GIL, and cancelling is exact:
+the child is killed, whatever library call it is in.
+
+The child is long-lived: numba compiles UMAP's kernels once per process (40-75 s), so a second UMAP in the
+same child is "warm". :meth:`ProjectionProcess.warm_up` compiles them ahead of time. Killing the child on
+cancel loses that warmth; the next request starts a new one.
+
+Wire format, both ways, is JSON headers plus raw bytes (an ``.npz`` for arrays, loaded with
+``allow_pickle=False``): nothing is unpickled, even from our own child.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import multiprocessing as mp
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from . import Cancelled
+from .projection import Projection, make_projection
+
+ProgressFn = Callable[[float, str], None]
+POLL_S = 0.05
+NICENESS = 5  # below the GUI: a fit in the background must not make dragging stutter
+
+
+class ProjectionProcessError(RuntimeError):
+    """The child process failed (the message names the projection and the reason) or died."""
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _npz_arrays(data: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        return {name: npz[name] for name in npz.files}
+
+
+def _send(conn: Any, header: dict[str, Any], payload: bytes = b"") -> None:
+    conn.send_bytes(json.dumps(header).encode("utf-8"))
+    if header.get("payload"):
+        conn.send_bytes(payload)
+
+
+def _child_main(conn: Any) -> None:
+    """The child's loop: one request at a time until the pipe closes."""
+    try:
+        os.nice(NICENESS)
+    except (AttributeError, OSError):  # not on this platform, or not allowed: run at normal priority
+        pass
+    while True:
+        try:
+            header = json.loads(conn.recv_bytes().decode("utf-8"))
+        except (EOFError, OSError):
+            return
+        kind = header.get("kind")
+        try:
+            if kind == "warm_up":
+                from .projection import UMAPProjection
+
+                seconds = UMAPProjection.warm_up()
+                _send(conn, {"kind": "done", "seconds": seconds})
+            elif kind == "fit":
+                latents = _npz_arrays(conn.recv_bytes())["latents"]
+                proj = make_projection(header["method"], **header.get("options", {}))
+
+                def progress(fraction: float, message: str = "") -> None:
+                    _send(conn, {"kind": "progress", "fraction": float(fraction), "message": message})
+
+                proj.fit(latents, progress=progress)
+                if header.get("inverse", True) and not proj.exact_inverse:
+                    progress(0.97, "learning the inverse map")
+                    proj.fit_inverse()
+                _send(conn, {"kind": "result", "payload": True}, _npz_bytes(proj.state_dict()))
+            else:
+                _send(conn, {"kind": "error", "message": f"unknown request {kind!r}"})
+        except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it there
+            _send(conn, {"kind": "error", "message": f"{type(exc).__name__}: {exc}"})
+
+
+class ProjectionProcess:
+    """One child process serving projection fits, started on first use. Thread-safe: requests queue up."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: Any = None
+        self._conn: Any = None
+        self.warm = False
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.is_alive()
+
+    def _ensure(self) -> None:
+        if self.alive:
+            return
+        self._discard()
+        ctx = mp.get_context("spawn")  # fork would copy Qt's and torch's threads into a broken child
+        parent, child = ctx.Pipe(duplex=True)
+        proc = ctx.Process(target=_child_main, args=(child,), name="latent-explorer-projection", daemon=True)
+        proc.start()
+        child.close()
+        self._proc, self._conn, self.warm = proc, parent, False
+
+    def _discard(self) -> None:
+        proc, conn = self._proc, self._conn
+        self._proc = self._conn = None
+        self.warm = False
+        if conn is not None:
+            conn.close()
+        if proc is not None:
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(2.0)
+                if proc.is_alive():
+                    proc.kill()
+            proc.join(2.0)
+
+    def _receive(self, cancel: threading.Event | None, progress: ProgressFn | None,
+                 label: str) -> tuple[dict[str, Any], bytes]:
+        while True:
+            if cancel is not None and cancel.is_set():
+                self._discard()  # the only way to stop numba or FFTW mid-call
+                raise Cancelled()
+            try:
+                ready = self._conn.poll(POLL_S)
+            except (EOFError, OSError):
+                ready = True  # recv below reports the broken pipe
+            if not ready:
+                if not self._proc.is_alive():
+                    code = self._proc.exitcode
+                    self._discard()
+                    raise ProjectionProcessError(f"{label}: the projection process stopped (exit code {code}); "
+                                                 "it may have run out of memory")
+                continue
+            try:
+                header = json.loads(self._conn.recv_bytes().decode("utf-8"))
+                payload = self._conn.recv_bytes() if header.get("payload") else b""
+            except (EOFError, OSError) as exc:
+                code = self._proc.exitcode if self._proc is not None else None
+                self._discard()
+                raise ProjectionProcessError(f"{label}: the projection process stopped (exit code {code})") from exc
+            kind = header.get("kind")
+            if kind == "progress":
+                if progress is not None:
+                    progress(header["fraction"], header.get("message", ""))
+                continue
+            if kind == "error":
+                raise ProjectionProcessError(f"{label}: {header.get('message')}")
+            return header, payload
+
+    def _acquire(self, cancel: threading.Event | None, progress: ProgressFn | None) -> None:
+        """Take the child (a warm-up or another fit may hold it) while honouring ``cancel``."""
+        told = False
+        while not self._lock.acquire(timeout=POLL_S):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()
+            if progress is not None and not told:
+                progress(0.0, "waiting for the projection process (compiling UMAP kernels, first time only)")
+                told = True
+
+    def warm_up(self, cancel: threading.Event | None = None) -> float:
+        """Compile UMAP's numba kernels in the child (once per child); returns seconds spent."""
+        self._acquire(cancel, None)
+        try:
+            self._ensure()
+            if self.warm:
+                return 0.0
+            _send(self._conn, {"kind": "warm_up"})
+            header, _ = self._receive(cancel, None, "UMAP warm-up")
+            self.warm = True
+            return float(header.get("seconds", 0.0))
+        finally:
+            self._lock.release()
+
+    def fit(self, method: str, latents: np.ndarray, options: dict[str, Any] | None = None, *,
+            progress: ProgressFn | None = None, cancel: threading.Event | None = None,
+            inverse: bool = True) -> Projection:
+        """Fit ``make_projection(method, **options)`` on ``latents`` in the child (plus its learned inverse
+        unless ``inverse=False``) and return the fitted projection, rebuilt here from its state."""
+        z = np.ascontiguousarray(latents, np.float32)
+        options = dict(options or {})
+        make_projection(method, **options)  # bad options fail here, with the usual message
+        t0 = time.perf_counter()
+        self._acquire(cancel, progress)
+        try:
+            self._ensure()
+            try:
+                _send(self._conn, {"kind": "fit", "method": method, "options": options, "inverse": inverse})
+                self._conn.send_bytes(_npz_bytes({"latents": z}))
+            except (BrokenPipeError, OSError) as exc:
+                self._discard()
+                raise ProjectionProcessError(f"{method}: could not reach the projection process ({exc})") from exc
+            _, payload = self._receive(cancel, progress, method)
+            if method == "umap":
+                self.warm = True
+        finally:
+            self._lock.release()
+        proj = Projection.from_state(_npz_arrays(payload))
+        proj.info["wall_seconds"] = round(time.perf_counter() - t0, 3)
+        return proj
+
+    def close(self) -> None:
+        with self._lock:
+            self._discard()
+
+    def kill(self) -> None:
+        """Stop the child now, even from another thread while a request is waiting (that request gets
+        ``ProjectionProcessError``)."""
+        proc = self._proc
+        if proc is not None and proc.is_alive():
+            proc.kill()
+
+
+__all__ = ["ProjectionProcess", "ProjectionProcessError"]

@@ -1,0 +1,70 @@
+"""Slow projections fitted in a child process: results, cancel, errors, a dead child."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from explorer.core.latent import Cancelled
+from explorer.core.latent.isolated import ProjectionProcess, ProjectionProcessError
+
+TSNE = {"n_iter": 150, "early_exaggeration_iter": 50, "seed": 0, "inverse_steps": 300}
+
+
+@pytest.fixture(scope="module")
+def latents():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=6.0, size=(4, 6))
+    return (centres[np.arange(800) % 4] + rng.normal(size=(800, 6))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def proc():
+    p = ProjectionProcess()
+    yield p
+    p.close()
+
+
+def test_tsne_in_child_matches_the_interface(proc, latents):
+    seen = []
+    proj = proc.fit("tsne", latents, TSNE, progress=lambda f, m: seen.append(f))
+    assert proj.method == "tsne" and proj.embedding.shape == (800, 2)
+    assert proj.inverse_ready and proj.inverse_error < 0.9
+    # The four clusters stay apart on the map: neighbours on the map share a cluster.
+    _, idx = proj.nearest(proj.embedding[:50] + 1e-3, k=1)
+    assert np.mean(np.ravel(idx) % 4 == np.arange(50) % 4) > 0.9
+    z = proj.inverse(proj.embedding[:5])
+    assert z.shape == (5, 6) and np.isfinite(z).all()
+    assert seen and max(seen) <= 1.0
+    assert proc.alive  # the child stays for the next request
+
+
+def test_cancel_kills_the_child_quickly(proc, latents):
+    cancel = threading.Event()
+    big = np.repeat(latents, 20, axis=0) + np.random.default_rng(1).normal(size=(16000, 6)).astype(np.float32)
+    threading.Timer(1.0, cancel.set).start()
+    t0 = time.perf_counter()
+    with pytest.raises(Cancelled):
+        proc.fit("tsne", big, {"seed": 0}, cancel=cancel)
+    assert time.perf_counter() - t0 < 6.0
+    assert not proc.alive
+    # ...and the next request starts a fresh child.
+    proj = proc.fit("dims", latents, {"i": 0, "j": 2})
+    np.testing.assert_array_equal(proj.embedding, latents[:, [0, 2]])
+
+
+def test_errors_name_the_problem(proc, latents):
+    with pytest.raises(ValueError, match="unknown projection"):
+        proc.fit("nope", latents)
+    with pytest.raises(ProjectionProcessError, match="tsne"):
+        proc.fit("tsne", np.full((50, 3), np.nan, np.float32), TSNE)
+
+
+def test_a_dead_child_is_reported(proc, latents):
+    proc.fit("pca", latents)  # make sure it is running
+    cancel = threading.Event()
+    big = np.repeat(latents, 20, axis=0)
+    threading.Timer(0.8, proc.kill).start()
+    with pytest.raises(ProjectionProcessError, match="stopped"):
+        proc.fit("tsne", big, {"seed": 0}, cancel=cancel)
