@@ -19,6 +19,7 @@ from explorer.core.latent.isolated import ProjectionProcess
 from explorer.core.latent.projection import ProjectionCache, cache_key
 
 from .model_entry import ModelEntry
+from .views.arithmetic import ArithmeticPanel
 from .views.image_panel import ImagePanel, grid, to_uint8_hwc
 from .views.map_view import LatentMapView
 from .views.sliders import LatentSliders
@@ -30,6 +31,7 @@ MAX_RECENT = 10
 SLIDER_REFRESH_MS = 30
 SLOW_PROJECTIONS = ("tsne", "umap")
 WARM_UP_DELAY_MS = 5000
+DECODE_CHUNK = 64
 PROJECTIONS = [("PCA", "pca"), ("t-SNE", "tsne"), ("UMAP", "umap"), ("Two latent dimensions", "dims")]
 
 
@@ -161,6 +163,17 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, rdock)
         self.resizeDocks([dock, rdock], [300, 380], Qt.Orientation.Horizontal)
 
+        # Bottom: vector arithmetic, analogies, expressions, interpolation and traversals.
+        self.arithmetic = ArithmeticPanel(self)
+        bdock = QDockWidget("Arithmetic and paths", self)
+        bdock.setObjectName("arithmetic-dock")
+        bdock.setWidget(self.arithmetic)
+        bdock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                          | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, bdock)
+        self.resizeDocks([bdock], [250], Qt.Orientation.Vertical)
+        self.arithmetic_dock = bdock
+
         # Status bar: progress of background work with a cancel button.
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(240)
@@ -259,6 +272,7 @@ class MainWindow(QMainWindow):
         self.model_list.takeItem(row)
         if not self.entries:
             self.current = None
+            self.arithmetic.entry_changed(None)
             self.map.clear_points()
             self.cursor_panel.clear()
             self.sliders.set_dim(0)
@@ -302,6 +316,7 @@ class MainWindow(QMainWindow):
             self._set_busy(None)
             self._fill_colour_box(entry)
             if entry is self.current:
+                self.arithmetic.entry_changed(entry)
                 self.refresh_projection()
 
         def failed(msg: str) -> None:
@@ -492,6 +507,7 @@ class MainWindow(QMainWindow):
         self.original_panel.clear()
         self.recon_panel.clear()
         self.map.show_selected(-1)
+        self.arithmetic.entry_changed(entry)
         self.reroll_samples(reset=True)
         if entry.latents is not None:
             self.refresh_projection()
@@ -518,6 +534,7 @@ class MainWindow(QMainWindow):
             return
         z = proj.inverse(np.array([[x, y]], np.float32))[0].astype(np.float32)
         entry.cursor_latent = z
+        self.arithmetic.cursor_edited()
         self._request_decode(entry, z, (x, y))
         if not self._slider_timer.isActive():
             self._slider_timer.start()
@@ -536,16 +553,20 @@ class MainWindow(QMainWindow):
         if entry is None:
             return
         entry.cursor_latent = z
+        self.arithmetic.cursor_edited()
         pos = entry.locate(z, self.projection_key())
         if pos is not None:
             self.map.set_cursor(*pos)
         self._request_decode(entry, z, pos)
 
-    def set_cursor_latent(self, z: np.ndarray) -> None:
-        """Put the cursor on a latent vector (moves the map cursor and sliders, decodes)."""
+    def set_cursor_latent(self, z: np.ndarray, user: bool = True) -> None:
+        """Put the cursor on a latent vector (moves the map cursor and sliders, decodes). ``user=False``
+        for moves made by a tool (applying a vector, playing a path) that keeps its own reference point."""
         entry = self.current
         if entry is None:
             return
+        if user:
+            self.arithmetic.cursor_edited()
         z = np.asarray(z, np.float32).copy()
         entry.cursor_latent = z
         self.sliders.set_values(z)
@@ -572,6 +593,55 @@ class MainWindow(QMainWindow):
         self.decode_times.append(time.perf_counter() - t0)
         del self.decode_times[:-500]
         self.decoded.emit(image)
+
+    # ================================================================ helpers for the tool panels
+    def selected_index(self) -> int:
+        return self._selected
+
+    def locate_many(self, latents: np.ndarray) -> np.ndarray | None:
+        """Map positions (M, 2) of latent vectors under the current projection, or None without a map."""
+        entry = self.current
+        proj = entry.projections.get(self.projection_key()) if entry is not None else None
+        if proj is None:
+            return None
+        return np.asarray(proj.locate(np.asarray(latents, np.float32)), np.float64)
+
+    def decode_many(self, entry: ModelEntry, latents: np.ndarray, on_done, error_label=None) -> None:
+        """Decode (N, D) latents to (N, H, W, C) uint8 in the background, in chunks."""
+        z = np.asarray(latents, np.float32)
+
+        def work(progress, cancel):
+            chunks = []
+            for i in range(0, len(z), DECODE_CHUNK):
+                chunks.append(entry.decode_batch_uint8(z[i : i + DECODE_CHUNK]))
+                progress(min(1.0, (i + DECODE_CHUNK) / len(z)), "decoding")
+            return np.concatenate(chunks)
+
+        def failed(msg: str) -> None:
+            text = _strip_exception(msg)
+            if error_label is not None:
+                error_label.setText(text)
+            self.statusBar().showMessage(f"decoding failed: {text}", 8000)
+
+        self.tasks.start(work, on_done=on_done, on_error=failed)
+
+    def run_io(self, fn, message: str, error_label=None, on_done=None) -> None:
+        """Run a file operation off the GUI thread; report success in the status bar, errors in the label."""
+
+        def done(result) -> None:
+            self.statusBar().showMessage(message, 5000)
+            if error_label is not None:
+                error_label.setText("")
+            if on_done is not None:
+                on_done(result)
+
+        def failed(msg: str) -> None:
+            text = _strip_exception(msg)
+            if error_label is not None:
+                error_label.setText(text)
+            self.statusBar().showMessage(text, 8000)
+
+        self.tasks.start(lambda progress, cancel: fn(), on_done=done, on_error=failed)
 
     # ================================================================ hover / select
     def _nearest(self, points: np.ndarray) -> tuple[float, int]:

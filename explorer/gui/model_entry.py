@@ -25,6 +25,9 @@ class ModelEntry:
     status: str = ""
     identity: str = ""  # sha256 of the checkpoint file (see main_window.file_identity); "" if unknown
     cursor_latent: np.ndarray | None = None
+    vectors: Any = None  # NamedVectors for arithmetic, made on first use
+    probes: Any = None  # AttributeProbes, when the dataset has attributes
+    keyframes: list[tuple[str, np.ndarray]] = field(default_factory=list)  # (label, latent) for paths
 
     @property
     def name(self) -> str:

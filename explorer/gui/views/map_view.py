@@ -11,6 +11,7 @@ Performance notes (70,000 points on 2 cores):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -69,6 +70,29 @@ class UniformScatter(pg.ScatterPlotItem):
         self._updateMaxSpotSizes(data=data)
 
 
+def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Indices of ``points`` (N, 2) inside ``polygon`` (M, 2; closed implicitly), by the even-odd rule.
+
+    Vectorised over points, looped over edges: ~1 ms per 100 edges for 70,000 points.
+    """
+    pts = np.asarray(points, np.float64)
+    poly = np.asarray(polygon, np.float64)
+    if len(pts) == 0 or len(poly) < 3:
+        return np.zeros(0, np.int64)
+    lo, hi = poly.min(0), poly.max(0)
+    candidates = np.flatnonzero(((pts >= lo) & (pts <= hi)).all(1))
+    x, y = pts[candidates, 0], pts[candidates, 1]
+    inside = np.zeros(len(candidates), bool)
+    x0, y0 = poly[-1]
+    for x1, y1 in poly:
+        crosses = (y0 > y) != (y1 > y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            at = x0 + (y - y0) * (x1 - x0) / (y1 - y0)
+        inside ^= crosses & (x < at)
+        x0, y0 = x1, y1
+    return candidates[inside]
+
+
 def label_colours(n: int) -> list[QColor]:
     return [QColor(PALETTE[i % len(PALETTE)]) for i in range(n)]
 
@@ -80,6 +104,7 @@ class LatentMapView(QWidget):
     cursorMoveFinished = Signal(float, float)
     pointHovered = Signal(int)  # -1 when the mouse leaves every point
     pointClicked = Signal(int)
+    lassoFinished = Signal(object)  # indices (np.ndarray) of the points inside the drawn outline
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -118,6 +143,10 @@ class LatentMapView(QWidget):
                                                   brush=None, symbol="s")
         self.selected_marker.setZValue(9)
         self.plot.addItem(self.selected_marker)
+        # Cached like the data scatters: a cursor passing over a marker then blits it instead of
+        # running pyqtgraph's Python paint.
+        for marker in (self.extra_scatter, self.hover_marker, self.selected_marker):
+            marker.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
 
         self.cursor = pg.TargetItem(pos=(0.0, 0.0), size=CURSOR_SIZE_PX, movable=True,
                                     pen=pg.mkPen("#111", width=2), brush=pg.mkBrush(255, 255, 255, 90),
@@ -129,6 +158,26 @@ class LatentMapView(QWidget):
         self.cursor.sigPositionChangeFinished.connect(self._cursor_finished)
 
         self.legend = self.plot.addLegend(offset=(-10, 10), labelTextSize="9pt")
+
+        # Overlays for arithmetic and paths: lasso outline, point groups, vector arrows, an interpolation path.
+        self.lasso_curve = pg.PlotCurveItem(pen=pg.mkPen("#d00", width=2, style=Qt.PenStyle.DashLine))
+        self.lasso_curve.setZValue(20)
+        self.plot.addItem(self.lasso_curve)
+        self.group_items: dict[str, UniformScatter] = {}
+        for name, colour, symbol in (("A", "#e66101", "o"), ("B", "#5e3c99", "o")):
+            item = UniformScatter(pxMode=True, size=8, pen=pg.mkPen(colour, width=1.5), brush=None, symbol=symbol)
+            item.setZValue(6)
+            item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+            self.plot.addItem(item)
+            self.group_items[name] = item
+        self.path_curve = pg.PlotDataItem(pen=pg.mkPen("#222", width=2), symbol="o", symbolSize=5,
+                                          symbolBrush="#ffffff", symbolPen="#222")
+        self.path_curve.setZValue(7)
+        self.plot.addItem(self.path_curve)
+        self.keyframe_items: list[pg.TextItem] = []
+        self.arrow_items: list[Any] = []
+        self._lasso: list[tuple[float, float]] | None = None
+        self._lasso_armed = False
 
         self.nearest_fn: Callable[[np.ndarray], tuple[float, int]] | None = None
         self.positions = np.zeros((0, 2), np.float32)
@@ -227,6 +276,8 @@ class LatentMapView(QWidget):
 
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt name)
         kind = event.type()
+        if self._lasso_armed or self._lasso is not None:
+            return self._lasso_event(kind, event)
         if kind == QEvent.Type.MouseButtonPress:
             if (event.button() == Qt.MouseButton.LeftButton and event.modifiers() == Qt.KeyboardModifier.NoModifier
                     and self.cursor.isVisible()):
@@ -286,6 +337,86 @@ class LatentMapView(QWidget):
         idx = self._pick(event.scenePos())
         if idx >= 0:
             self.pointClicked.emit(idx)
+
+    # ------------------------------------------------------------ lasso
+    def start_lasso(self) -> None:
+        """The next left-drag on the map draws an outline; on release ``lassoFinished`` gets the points
+        inside it. Escape or a right click cancels."""
+        self._lasso_armed = True
+        self.plot.viewport().setCursor(Qt.CursorShape.CrossCursor)
+
+    def cancel_lasso(self) -> None:
+        self._lasso_armed = False
+        self._lasso = None
+        self.lasso_curve.setData([], [])
+        self.plot.viewport().unsetCursor()
+
+    def _lasso_event(self, kind, event) -> bool:
+        if kind == QEvent.Type.MouseButtonPress:
+            if event.button() != Qt.MouseButton.LeftButton:
+                self.cancel_lasso()
+                return True
+            p = self._viewport_to_view(event.position())
+            self._lasso = [(p.x(), p.y())]
+            return True
+        if kind == QEvent.Type.MouseMove and self._lasso is not None:
+            p = self._viewport_to_view(event.position())
+            self._lasso.append((p.x(), p.y()))
+            xy = np.asarray(self._lasso + self._lasso[:1])
+            self.lasso_curve.setData(xy[:, 0], xy[:, 1])
+            return True
+        if kind == QEvent.Type.MouseButtonRelease and self._lasso is not None:
+            outline = np.asarray(self._lasso, np.float64)
+            self.cancel_lasso()
+            inside = points_in_polygon(self.positions, outline) if len(outline) >= 3 else np.zeros(0, np.int64)
+            self.lassoFinished.emit(inside)
+            return True
+        return kind in (QEvent.Type.MouseButtonPress, QEvent.Type.MouseMove, QEvent.Type.MouseButtonRelease)
+
+    def set_group(self, name: str, indices: np.ndarray | None) -> None:
+        """Ring the points of group "A" or "B" (None clears)."""
+        item = self.group_items[name]
+        if indices is None or len(indices) == 0:
+            item.clear()
+        else:
+            item.setData(pos=self.positions[np.asarray(indices)])
+
+    # ------------------------------------------------------------ arrows and paths
+    def set_arrows(self, arrows: Sequence[tuple[float, float, float, float, str, bool]]) -> None:
+        """Draw vectors as arrows: (x0, y0, x1, y1, label, highlighted) in map coordinates."""
+        for item in self.arrow_items:
+            self.plot.removeItem(item)
+        self.arrow_items = []
+        for x0, y0, x1, y1, label, strong in arrows:
+            colour = "#c51b7d" if strong else "#555555"
+            line = pg.PlotCurveItem([x0, x1], [y0, y1], pen=pg.mkPen(colour, width=3 if strong else 1.5))
+            angle = float(np.degrees(np.arctan2(y1 - y0, x1 - x0)))
+            # ArrowItem angles are in screen space, where y points down; the map's y points up.
+            head = pg.ArrowItem(pos=(x1, y1), angle=180 - angle, headLen=14 if strong else 10,
+                                brush=colour, pen=pg.mkPen(colour))
+            text = pg.TextItem(label, color=colour, anchor=(0, 1))
+            text.setPos(x1, y1)
+            for item in (line, head, text):
+                item.setZValue(15)
+                self.plot.addItem(item)
+                self.arrow_items.append(item)
+
+    def set_path(self, points: np.ndarray | None, keyframes: np.ndarray | None = None) -> None:
+        """An interpolation path through the map, with its keyframes numbered."""
+        for item in self.keyframe_items:
+            self.plot.removeItem(item)
+        self.keyframe_items = []
+        if points is None or len(points) == 0:
+            self.path_curve.setData([], [])
+            return
+        pts = np.asarray(points, np.float64)
+        self.path_curve.setData(pts[:, 0], pts[:, 1])
+        for k, (x, y) in enumerate(np.asarray(keyframes if keyframes is not None else [], np.float64)):
+            text = pg.TextItem(f"K{k + 1}", color="#000", fill=pg.mkBrush(255, 255, 255, 200), anchor=(0.5, 1.3))
+            text.setPos(x, y)
+            text.setZValue(16)
+            self.plot.addItem(text)
+            self.keyframe_items.append(text)
 
     def show_selected(self, idx: int) -> None:
         if 0 <= idx < len(self.positions):
