@@ -52,6 +52,7 @@ class MainWindow(QMainWindow):
         self.models: list[dict[str, Any]] = []  # metadata of every opened model, in order
         self._datasets: dict[tuple, Any] = {}
         self._projection_task = None
+        self._focus: dict[str, Any] | None = None  # while a group of files loads: which one to show
         self._selected = -1
         self._sample_seed = 0
         self.tasks = TaskRunner(synchronous=synchronous)
@@ -170,8 +171,11 @@ class MainWindow(QMainWindow):
         bdock.setWidget(self.arithmetic)
         bdock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
                           | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        # The side docks keep the full height; the bottom dock sits under the map only.
+        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, bdock)
-        self.resizeDocks([bdock], [250], Qt.Orientation.Vertical)
+        self.resizeDocks([bdock], [230], Qt.Orientation.Vertical)
         self.arithmetic_dock = bdock
 
         # Status bar: progress of background work with a cancel button.
@@ -222,7 +226,9 @@ class MainWindow(QMainWindow):
         if missing:
             self.show_error("Demo models missing", f"The bundled demo model {missing[0]} is not installed.")
             return
-        for path in reversed(DEMO_MODELS):  # the VAE opens last and so is the one shown
+        # Show the VAE, whichever file finishes loading first.
+        self._focus = {"path": str(DEMO_MODELS[0]), "pending": len(DEMO_MODELS)}
+        for path in DEMO_MODELS:
             self.open_model(str(path))
 
     def open_model(self, path: str) -> bool:
@@ -243,6 +249,7 @@ class MainWindow(QMainWindow):
 
         def failed(msg: str) -> None:
             result["ok"] = False
+            self._one_load_settled()
             self.statusBar().clearMessage()
             self.show_error("Cannot open model", _strip_exception(msg))
 
@@ -259,9 +266,17 @@ class MainWindow(QMainWindow):
         item = QListWidgetItem(f"{entry.name}\n{entry.summary()}")
         item.setToolTip(path)
         self.model_list.addItem(item)
-        self.model_list.setCurrentRow(len(self.entries) - 1)
+        if self._focus is None or path == self._focus["path"]:
+            self.model_list.setCurrentRow(len(self.entries) - 1)
+        self._one_load_settled()
         self.statusBar().showMessage(f"Opened {entry.name}", 3000)
         self._prepare_data(entry)
+
+    def _one_load_settled(self) -> None:
+        if self._focus is not None:
+            self._focus["pending"] -= 1
+            if self._focus["pending"] <= 0:
+                self._focus = None
 
     def close_current(self) -> None:
         if self.current is None:

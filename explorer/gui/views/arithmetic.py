@@ -127,6 +127,7 @@ class ArithmeticPanel(QTabWidget):
         self.vector_list = QListWidget()
         self.vector_list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.vector_list.itemSelectionChanged.connect(self._vector_selection_changed)
+        self.vector_list.setMinimumHeight(60)
         lay.addWidget(self.vector_list, 1, 0, 4, 1)
 
         lay.addWidget(QLabel("Strength"), 0, 1)
@@ -379,7 +380,7 @@ class ArithmeticPanel(QTabWidget):
         self.analogy_panels: list[ImagePanel] = []
         for slot, sep in (("A", ":"), ("B", "::"), ("C", ":"), ("D", "")):
             col = QVBoxLayout()
-            panel = ImagePanel(slot if slot != "D" else "D = C + (B − A)", min_size=96)
+            panel = ImagePanel(slot if slot != "D" else "D = C + (B − A)", min_size=72)
             col.addWidget(panel, 1)
             if slot != "D":
                 btn = QPushButton(f"Set {slot}")
@@ -492,6 +493,7 @@ class ArithmeticPanel(QTabWidget):
         lay = QGridLayout(page)
         self.keyframe_list = QListWidget()
         self.keyframe_list.setMaximumWidth(220)
+        self.keyframe_list.setMinimumHeight(60)
         lay.addWidget(self.keyframe_list, 0, 0, 4, 1)
         buttons = QHBoxLayout()
         add = QPushButton("Add keyframe")
