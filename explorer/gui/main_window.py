@@ -330,6 +330,10 @@ class MainWindow(QMainWindow):
             entry.status = ""
             self._set_busy(None)
             self._fill_colour_box(entry)
+            if entry.latents is not None and entry.data.attributes is not None:
+                # Datasets with attributes (faces, CelebA) get their vectors at once: "smiling" is then
+                # one click away.
+                self.arithmetic.compute_vectors(entry)
             if entry is self.current:
                 self.arithmetic.entry_changed(entry)
                 self.refresh_projection()

@@ -144,3 +144,34 @@ def test_traverse_grid_and_png_export(opened, tmp_path):
     panel.export("traverse", str(out))
     with Image.open(out) as im:
         assert im.size[0] > im.size[1]  # 5 columns, 3 rows
+
+
+@pytest.fixture(scope="module")
+def faces_vae(tmp_path_factory):
+    import torch
+
+    from explorer.core import save_model
+    from explorer.core.data import load_dataset
+    from explorer.core.models import build_model
+    from explorer.core.training import TrainConfig, Trainer
+
+    data = load_dataset("faces", image_size=16)
+    torch.manual_seed(0)
+    model = build_model("vae", latent_dim=8, image_shape=(3, 16, 16), hidden=(128,))
+    Trainer(model, data, TrainConfig(epochs=3, batch_size=128, lr=2e-3, device="cpu")).run()
+    return save_model(model, tmp_path_factory.mktemp("faces") / "faces-vae.safetensors", dataset="faces")
+
+
+def test_faces_get_attribute_vectors_and_an_entanglement_report(window, faces_vae):
+    window.open_model(str(faces_vae))
+    entry, panel = window.current, window.arithmetic
+    assert entry.vectors is not None and "smiling" in entry.vectors  # computed without a click
+    assert entry.probes is not None and "smiling" in entry.probes.names
+    names = [panel.vector_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(panel.vector_list.count())]
+    assert "smiling" in names
+    panel.vector_list.item(names.index("smiling")).setSelected(True)
+    before = entry.probes.predict(entry.cursor_latent[None])[0, entry.probes.names.index("smiling")]
+    panel.strength_slider.setValue(2 * 60)
+    after = entry.probes.predict(entry.cursor_latent[None])[0, entry.probes.names.index("smiling")]
+    assert after > before  # the smile probe moves the way the vector points
+    assert "smiling" in panel.entangle_label.text()

@@ -180,11 +180,13 @@ class ArithmeticPanel(QTabWidget):
         lay.setColumnStretch(2, 2)
         return page
 
-    def compute_vectors(self) -> None:
-        entry = self.entry
+    def compute_vectors(self, entry: "ModelEntry | None" = None) -> None:
+        """Attribute (or label) vectors and attribute probes for ``entry`` (default: the shown model)."""
+        entry = entry or self.entry
         if entry is None or entry.latents is None or entry.data is None:
             return
-        self.compute_button.setEnabled(False)
+        if entry is self.entry:
+            self.compute_button.setEnabled(False)
         latents, data = entry.latents, entry.data
 
         def work(progress, cancel):
@@ -198,10 +200,13 @@ class ArithmeticPanel(QTabWidget):
         def done(result) -> None:
             vecs, probes = result
             self.compute_button.setEnabled(True)
+            if entry.vectors is None:
+                entry.vectors = NamedVectors(entry.model.latent_dim, source={"model": entry.name,
+                                                                               "dataset": entry.meta.get("dataset")})
+            entry.vectors.update_from(vecs)
+            entry.probes = probes
             if entry is not self.entry:
                 return
-            self.vectors().update_from(vecs)
-            entry.probes = probes
             self._refresh_vector_list()
             self.vectors_error.setText("")
             self.win.statusBar().showMessage(f"{len(vecs)} attribute vectors", 4000)
