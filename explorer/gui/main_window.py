@@ -74,6 +74,7 @@ class MainWindow(QMainWindow):
         self._build_ui()
         self._build_menus()
         self._set_busy(None)
+        self.restore_layout()
 
     # ================================================================ UI
     def _build_ui(self) -> None:
@@ -213,6 +214,39 @@ class MainWindow(QMainWindow):
         reset.setShortcut("Ctrl+0")
         reset.triggered.connect(lambda: self.map.view.autoRange(padding=0.05))
         view.addAction(reset)
+        view.addSeparator()
+        for dock in self.findChildren(QDockWidget):
+            view.addAction(dock.toggleViewAction())
+        help_menu = self.menuBar().addMenu("&Help")
+        keys = QAction("&Keyboard shortcuts", self)
+        keys.setShortcut(QKeySequence.StandardKey.HelpContents)
+        keys.triggered.connect(self.show_shortcuts)
+        help_menu.addAction(keys)
+        about = QAction("&About Latent Explorer", self)
+        about.triggered.connect(self.show_about)
+        help_menu.addAction(about)
+
+    def shortcuts(self) -> list[tuple[str, str]]:
+        """(keys, what) for every menu action and button that has a shortcut."""
+        rows = []
+        for act in self.findChildren(QAction):
+            key = act.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+            if key and act.text():
+                rows.append((key, act.text().replace("&", "")))
+        for button in self.findChildren(QPushButton):
+            key = button.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+            if key:
+                rows.append((key, button.text().replace("&", "")))
+        return sorted(set(rows))
+
+    def show_shortcuts(self) -> None:
+        rows = "".join(f"<tr><td><b>{k}</b></td><td>&nbsp;&nbsp;{what}</td></tr>" for k, what in self.shortcuts())
+        QMessageBox.information(self, "Keyboard shortcuts",
+                                f"<table>{rows}</table><p>On the map: drag the ring cursor to decode; "
+                                "click a point to select it; wheel to zoom; drag the background to pan.</p>")
+
+    def show_about(self) -> None:
+        QMessageBox.about(self, "About Latent Explorer", about_text())
 
     # ================================================================ opening
     def _ask_open(self) -> None:
@@ -773,7 +807,30 @@ class MainWindow(QMainWindow):
                 self.open_model(path)
 
     # ================================================================ shutdown
+    def restore_layout(self) -> None:
+        """Window size, dock positions and the projection choice from the last session."""
+        geometry = self.settings.value("window/geometry")
+        state = self.settings.value("window/state")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+        method = self.settings.value("map/projection")
+        index = self.projection_box.findData(method) if method else -1
+        if index >= 0:
+            self.projection_box.blockSignals(True)
+            self.projection_box.setCurrentIndex(index)
+            self.projection_box.blockSignals(False)
+            self._update_dims_visibility()
+
+    def save_layout(self) -> None:
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/state", self.saveState())
+        self.settings.setValue("map/projection", self.projection_box.currentData())
+        self.settings.sync()
+
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        self.save_layout()
         self.shutdown()
         super().closeEvent(event)
 
@@ -784,6 +841,27 @@ class MainWindow(QMainWindow):
         self.decoder.close()
         self.tasks.shutdown()
         self.projector.close()
+
+
+def about_text() -> str:
+    import platform
+
+    import pyqtgraph
+    import PySide6
+    import torch
+
+    from explorer import __version__
+
+    return (
+        f"<h3>Latent Explorer {__version__}</h3>"
+        "<p>Explore the latent spaces of autoencoders, VAEs and GANs: a decodable 2-D map, vector "
+        "arithmetic, interpolation, comparison and training.</p>"
+        f"<p>Python {platform.python_version()} · PySide6 {PySide6.__version__} · "
+        f"pyqtgraph {pyqtgraph.__version__} · torch {torch.__version__}</p>"
+        "<p><b>Data licences.</b> MNIST: Yann LeCun and Corinna Cortes, CC BY-SA 3.0. Fashion-MNIST: "
+        "Zalando Research, MIT. Digits (scikit-learn): UCI ML repository, CC BY 4.0. The procedural faces "
+        "are drawn by this program. CelebA and your own folders: the licence of their owners.</p>"
+    )
 
 
 def file_identity(path: str) -> str:
