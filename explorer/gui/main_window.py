@@ -53,6 +53,7 @@ class MainWindow(QMainWindow):
         self._datasets: dict[tuple, Any] = {}
         self._projection_task = None
         self._focus: dict[str, Any] | None = None  # while a group of files loads: which one to show
+        self._pending_states: dict[str, Any] = {}  # path -> session ModelState to apply once its data is in
         self._selected = -1
         self._sample_seed = 0
         self.tasks = TaskRunner(synchronous=synchronous)
@@ -197,6 +198,15 @@ class MainWindow(QMainWindow):
         file_menu.addAction(act)
         self.recent_menu = file_menu.addMenu("Open &recent")
         self._refresh_recent_menu()
+        save_session = QAction("&Save session…", self)
+        save_session.setShortcut(QKeySequence.StandardKey.Save)
+        save_session.triggered.connect(self._ask_save_session)
+        open_session = QAction("Open s&ession…", self)
+        open_session.setShortcut("Ctrl+Shift+O")
+        open_session.triggered.connect(self._ask_open_session)
+        file_menu.addAction(open_session)
+        file_menu.addAction(save_session)
+        file_menu.addSeparator()
         demo = QAction("Open &demo models", self)
         demo.triggered.connect(self.open_demo)
         file_menu.addAction(demo)
@@ -364,7 +374,10 @@ class MainWindow(QMainWindow):
             entry.status = ""
             self._set_busy(None)
             self._fill_colour_box(entry)
-            if entry.latents is not None and entry.data.attributes is not None:
+            restoring = self._pending_states.pop(_path_key(entry.path), None)
+            if restoring is not None:
+                self._restore_model_state(entry, restoring)
+            elif entry.latents is not None and entry.data.attributes is not None:
                 # Datasets with attributes (faces, CelebA) get their vectors at once: "smiling" is then
                 # one click away.
                 self.arithmetic.compute_vectors(entry)
@@ -481,8 +494,21 @@ class MainWindow(QMainWindow):
         else:
             self.map.set_trust_image(None, None)
         self.map_info.setText(self._map_description(entry, key, proj))
+        restore = entry.restore
+        entry.restore = None
+        if restore is not None:
+            self.reroll_samples(seed=int(restore.get("sample_seed", 0)))
+            for group, idx in (restore.get("groups") or {}).items():
+                self.arithmetic.set_group(group, idx)
+            self.arithmetic._refresh_vector_list()
+            self.arithmetic._refresh_keyframes()
+            selected = int(restore.get("selected", -1))
+            if 0 <= selected < len(entry.data):
+                self._selected = selected
+                self.map.show_selected(selected)
+                self._show_datum(entry, selected)
         if entry.cursor_latent is not None:
-            self.set_cursor_latent(entry.cursor_latent)
+            self.set_cursor_latent(entry.cursor_latent, user=restore is None)
         else:
             # Start on a real test image: the first thing shown is a datum and its reconstruction.
             self.select_datum(entry.data.n_train if entry.data.n_test else 0)
@@ -575,7 +601,11 @@ class MainWindow(QMainWindow):
         else:
             reason = f"{entry.model.family.upper()} models have no encoder: explore with the sliders and samples"
         self.map_info.setText(f"No latent map: {reason}.")
-        self.set_cursor_latent(np.zeros(entry.model.latent_dim, np.float32))
+        restore, entry.restore = entry.restore, None
+        if restore is not None:
+            self.reroll_samples(seed=int(restore.get("sample_seed", 0)))
+        start = entry.cursor_latent if entry.cursor_latent is not None else np.zeros(entry.model.latent_dim)
+        self.set_cursor_latent(start, user=restore is None)
 
     # ================================================================ cursor + decoding
     def _cursor_moved(self, x: float, y: float) -> None:
@@ -646,6 +676,100 @@ class MainWindow(QMainWindow):
         self.decode_times.append(time.perf_counter() - t0)
         del self.decode_times[:-500]
         self.decoded.emit(image)
+
+    # ================================================================ sessions
+    def session(self):
+        """Everything needed to reproduce this exploration (see explorer.core.session)."""
+        from explorer.core.session import ModelState, Session
+
+        states = []
+        for entry in self.entries:
+            vecs = entry.vectors or {}
+            groups = {}
+            if entry is self.current:
+                groups = {g: idx for g, idx in self.arithmetic._groups.items() if idx is not None}
+            states.append(ModelState(
+                path=str(Path(entry.path).resolve()), identity=entry.identity,
+                cursor=None if entry.cursor_latent is None else entry.cursor_latent.copy(),
+                selected=self._selected if entry is self.current else -1,
+                vectors={k: np.asarray(vecs[k]) for k in vecs},
+                vector_info={k: dict(entry.vectors.info.get(k, {})) for k in vecs} if vecs else {},
+                keyframes=list(entry.keyframes), groups=groups, sample_seed=self._sample_seed))
+        view = {"projection": self.projection_box.currentData(), "dim_x": self.dim_x.value(),
+                "dim_y": self.dim_y.value(), "colour_by": self.colour_box.currentText()}
+        current = self.entries.index(self.current) if self.current in self.entries else -1
+        return Session(models=states, current=current, view=view)
+
+    def save_session(self, path: str) -> None:
+        session = self.session()
+        self.run_io(lambda: session.save(path), f"Saved session {Path(path).name}")
+
+    def open_session(self, path: str) -> None:
+        from explorer.core.session import Session
+
+        def failed(msg: str) -> None:
+            self.show_error("Cannot open session", _strip_exception(msg))
+
+        self.tasks.start(lambda progress, cancel: Session.load(path), on_done=self.apply_session, on_error=failed)
+
+    def apply_session(self, session) -> None:
+        """Open the session's models and restore each one's state as soon as its data is encoded."""
+        view = session.view
+        index = self.projection_box.findData(view.get("projection"))
+        if index >= 0:
+            self.projection_box.blockSignals(True)
+            self.projection_box.setCurrentIndex(index)
+            self.projection_box.blockSignals(False)
+            self._update_dims_visibility()
+        for spin, key in ((self.dim_x, "dim_x"), (self.dim_y, "dim_y")):
+            spin.blockSignals(True)
+            spin.setMaximum(max(spin.maximum(), int(view.get(key, 0))))
+            spin.setValue(int(view.get(key, spin.value())))
+            spin.blockSignals(False)
+        missing = [s.path for s in session.models if not Path(s.path).exists()]
+        if missing:
+            self.show_error("Session: models not found", "These checkpoints are no longer there:\n" + "\n".join(missing))
+        present = [s for s in session.models if Path(s.path).exists()]
+        if not present:
+            return
+        shown = session.models[session.current] if 0 <= session.current < len(session.models) else present[0]
+        self._focus = {"path": shown.path, "pending": len(present)} if shown in present else None
+        for state in present:
+            self._pending_states[_path_key(state.path)] = state
+            self.open_model(state.path)
+
+    def _restore_model_state(self, entry: ModelEntry, state) -> None:
+        from explorer.core.latent.arithmetic import NamedVectors
+
+        if state.identity and entry.identity and state.identity != entry.identity:
+            self.statusBar().showMessage(f"{entry.name} has changed since the session was saved: "
+                                         "its images will differ", 10000)
+        dim = entry.model.latent_dim
+        try:
+            if state.vectors:
+                entry.vectors = NamedVectors(dim, state.vectors)
+                for name, info in state.vector_info.items():
+                    if name in entry.vectors:
+                        entry.vectors.info[name] = info
+            entry.keyframes = [(label, z) for label, z in state.keyframes if np.shape(z) == (dim,)]
+            if state.cursor is not None and np.shape(state.cursor) == (dim,):
+                entry.cursor_latent = np.asarray(state.cursor, np.float32)
+        except ValueError as exc:  # a vector of the wrong size: keep what fits, say what did not
+            self.statusBar().showMessage(f"{entry.name}: part of the session was skipped ({exc})", 10000)
+        entry.restore = {"selected": state.selected, "groups": state.groups, "sample_seed": state.sample_seed}
+
+    def _ask_save_session(self) -> None:
+        start = self.settings.value("last_dir", str(Path.home()))
+        path, _ = QFileDialog.getSaveFileName(self, "Save session", str(Path(start) / "session.lexsession"),
+                                              "Sessions (*.lexsession)")
+        if path:
+            self.save_session(path)
+
+    def _ask_open_session(self) -> None:
+        start = self.settings.value("last_dir", str(Path.home()))
+        path, _ = QFileDialog.getOpenFileName(self, "Open session", start, "Sessions (*.lexsession);;All files (*)")
+        if path:
+            self.open_session(path)
 
     # ================================================================ helpers for the tool panels
     def selected_index(self) -> int:
@@ -742,11 +866,14 @@ class MainWindow(QMainWindow):
             self.recon_panel.show_array(recon, f"pixel MSE {err:.4f}")
 
     # ================================================================ samples
-    def reroll_samples(self, reset: bool = False) -> None:
+    def reroll_samples(self, reset: bool = False, seed: int | None = None) -> None:
         entry = self.current
         if entry is None:
             return
-        self._sample_seed = 0 if reset else self._sample_seed + 1
+        if seed is not None:
+            self._sample_seed = int(seed)
+        else:
+            self._sample_seed = 0 if reset else self._sample_seed + 1
         import torch
 
         gen = torch.Generator().manual_seed(self._sample_seed)
@@ -841,6 +968,10 @@ class MainWindow(QMainWindow):
         self.decoder.close()
         self.tasks.shutdown()
         self.projector.close()
+
+
+def _path_key(path: str) -> str:
+    return str(Path(path).resolve())
 
 
 def about_text() -> str:
