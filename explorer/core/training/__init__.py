@@ -1,9 +1,10 @@
 from .devices import DeviceInfo, available_devices, select_device
-from .trainer import EVENTS, StepInfo, TrainConfig, Trainer, TrainingError, TrainResult, train
+from .trainer import EVENTS, PauseToken, StepInfo, TrainConfig, Trainer, TrainingError, TrainResult, train
 
 __all__ = [
     "EVENTS",
     "DeviceInfo",
+    "PauseToken",
     "StepInfo",
     "TrainConfig",
     "TrainResult",

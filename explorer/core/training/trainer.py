@@ -1,8 +1,9 @@
 """The family-agnostic training loop.
 
-Knows nothing of Qt: the GUI talks to it through named callback events and a
+Knows nothing of Qt: the GUI talks to it through named callback events, a
 ``threading.Event`` stop token (checked before every step, so a stop is
-honoured within one step).
+honoured within one step) and an optional :class:`PauseToken` (the loop blocks
+between steps while paused, without using the CPU).
 
 Speed comes from keeping the whole training split as one uint8 tensor on the
 training device and slicing batches out of it: no Dataset, no DataLoader, no
@@ -37,11 +38,56 @@ EVENTS = (
     "samples_ready",
     "checkpoint_saved",
     "train_end",
+    "paused",  # the loop is now blocked between steps (PauseToken); payload: epoch, global_step
+    "resumed",  # payload: epoch, global_step, paused_seconds
 )
 
 
 class TrainingError(RuntimeError):
     """Training could not go on (non-finite loss, out of memory, bad data). The message is for users."""
+
+
+class PauseToken:
+    """Pause/resume switch, set from any thread; the trainer waits on it between steps.
+
+    The waiting thread sleeps on a condition variable (no polling of the CPU) and
+    wakes on :meth:`resume` or :meth:`wake` (a stop). Paused time is left out of
+    images/s and the time-remaining estimate.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._paused = False
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pause(self) -> None:
+        with self._cond:
+            self._paused = True
+
+    def resume(self) -> None:
+        with self._cond:
+            self._paused = False
+            self._cond.notify_all()
+
+    def wake(self) -> None:
+        """Wake a waiting trainer without resuming (call after setting the stop token)."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait_while_paused(self, stop_event: threading.Event) -> float:
+        """Block while paused and not stopped; returns the seconds spent waiting."""
+        if not self._paused:
+            return 0.0
+        t0 = time.perf_counter()
+        with self._cond:
+            while self._paused and not stop_event.is_set():
+                # The timeout is only a safety net for a stop set without wake(): a plain
+                # threading.Event cannot notify this condition.
+                self._cond.wait(timeout=0.25)
+        return time.perf_counter() - t0
 
 
 @dataclass
@@ -120,6 +166,7 @@ class Trainer:
         stop_event: threading.Event | None = None,
         callbacks: dict[str, Callable[..., Any]] | None = None,
         checkpoint_metadata: dict[str, Any] | None = None,
+        pause_token: PauseToken | None = None,
     ):
         self.config = config or TrainConfig()
         self.config.validate()
@@ -133,6 +180,7 @@ class Trainer:
         self.model = model
         self.data = data
         self.stop_event = stop_event or threading.Event()
+        self.pause_token = pause_token
         self._listeners: dict[str, list[Callable[..., Any]]] = {name: [] for name in EVENTS}
         for name, fn in (callbacks or {}).items():
             self.on(name, fn)
@@ -156,6 +204,18 @@ class Trainer:
 
     def stop(self) -> None:
         self.stop_event.set()
+        if self.pause_token is not None:
+            self.pause_token.wake()
+
+    def _pause_point(self, epoch: int) -> float:
+        """Block here while paused; returns the seconds paused (0 when not paused)."""
+        token = self.pause_token
+        if token is None or not token.paused or self.stop_event.is_set():
+            return 0.0
+        self._emit("paused", epoch=epoch, global_step=self.global_step)
+        waited = token.wait_while_paused(self.stop_event)
+        self._emit("resumed", epoch=epoch, global_step=self.global_step, paused_seconds=waited)
+        return waited
 
     # ---------------------------------------------------------- resume
     def resume_from(self, checkpoint_model: LatentModel) -> None:
@@ -292,6 +352,10 @@ class Trainer:
                 since_progress: dict[str, torch.Tensor] = {}
                 since_count = 0
                 for i in range(steps_per_epoch):
+                    if self.pause_token is not None and self.pause_token.paused:
+                        waited = self._pause_point(epoch)
+                        t_start += waited  # paused time counts for neither images/s nor the ETA
+                        t_epoch += waited
                     if self.stop_event.is_set() or (cfg.max_steps is not None and self.global_step >= cfg.max_steps):
                         stopped = True
                         break
