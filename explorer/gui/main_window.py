@@ -32,6 +32,7 @@ SLIDER_REFRESH_MS = 30
 SLOW_PROJECTIONS = ("tsne", "umap")
 WARM_UP_DELAY_MS = 5000
 DECODE_CHUNK = 64
+MAX_DROPPED_IMAGES = 2000
 PROJECTIONS = [("PCA", "pca"), ("t-SNE", "tsne"), ("UMAP", "umap"), ("Two latent dimensions", "dims")]
 
 
@@ -924,14 +925,103 @@ class MainWindow(QMainWindow):
         self.recent_menu.setEnabled(bool(files))
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt name)
-        if any(u.toLocalFile().endswith(".safetensors") for u in event.mimeData().urls()):
+        if any(_droppable(u.toLocalFile()) for u in event.mimeData().urls()):
             event.acceptProposedAction()
 
     def dropEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        images = []
         for url in event.mimeData().urls():
             path = url.toLocalFile()
             if path.endswith(".safetensors"):
                 self.open_model(path)
+            elif path.endswith(".lexsession"):
+                self.open_session(path)
+            elif _droppable(path):
+                images.append(path)
+        if images:
+            self.add_images(images)
+
+    # ================================================================ your own images
+    def add_images(self, paths: list[str]) -> None:
+        """Resize image files (or every image in dropped folders) to the model's input, encode them and
+        place them on the map as highlighted points; each becomes a named vector (img_<file name>) usable
+        in expressions, analogies and as keyframes, and the cursor moves onto the first."""
+        from explorer.core.data.folder import IMAGE_EXTENSIONS
+        from explorer.core.data.transforms import convert_channels, decode_files
+
+        entry = self.current
+        if entry is None:
+            self.show_error("No model", "Open a model first, then drop images onto it.")
+            return
+        if not entry.model.capabilities.has_encoder:
+            self.show_error("Cannot encode images",
+                            f"{entry.name} is a {entry.model.family.upper()} without an encoder; images cannot "
+                            "be placed in its latent space by encoding.")
+            return
+        c, h, _ = entry.model.image_shape
+        files: list[Path] = []
+        for p in map(Path, paths):
+            if p.is_dir():
+                files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
+            else:
+                files.append(p)
+        files = files[:MAX_DROPPED_IMAGES]
+        self._set_busy(f"Encoding {len(files)} images", cancellable=False)
+        key = self.projection_key()
+        proj = entry.projections.get(key)
+        projector = self.projector
+
+        def work(progress, cancel):
+            import torch
+
+            decoded = decode_files(files, h)
+            if not len(decoded.images):
+                reasons = "; ".join(f"{f.name}: {why}" for f, why in decoded.failures[:3])
+                raise ValueError(f"none of the {len(files)} files could be read as an image ({reasons})")
+            images = convert_channels(decoded.images, c)
+            with torch.inference_mode():
+                z = entry.model.encode(torch.from_numpy(images).float().div_(255.0)).numpy().astype(np.float32)
+            pos = None
+            if proj is not None:
+                if proj.exact_inverse:
+                    pos = proj.transform(z)
+                elif projector.can_transform(proj):
+                    pos = projector.transform(proj, z, cancel=cancel)  # openTSNE's / UMAP's own placement
+                else:
+                    pos = proj.locate(z)
+            names = [f for f, ok in zip(files, decoded.ok) if ok]
+            return images, z, pos, names, decoded.failures
+
+        def done(result) -> None:
+            self._set_busy(None)
+            images, z, pos, names, failures = result
+            if entry is not self.current:
+                return
+            from explorer.core.latent.arithmetic import NamedVectors, identifier
+
+            if entry.vectors is None:
+                entry.vectors = NamedVectors(entry.model.latent_dim)
+            labels = []
+            for f, vec in zip(names, z):
+                name = identifier("img_" + f.stem)
+                entry.vectors[name] = vec
+                entry.vectors.info[name] = {"source": str(f), "kind": "image"}
+                labels.append(name)
+            entry.dropped = (images, z, pos, labels)
+            self.map.set_extra_points(pos)
+            self.arithmetic._refresh_vector_list()
+            self.set_cursor_latent(z[0])
+            self.original_panel.show_array(to_uint8_hwc(images[0]), f"dropped {names[0].name}")
+            msg = f"Placed {len(z)} images on the map (vectors {labels[0]}…)"
+            if failures:
+                msg += f"; {len(failures)} files skipped ({failures[0][0].name}: {failures[0][1]})"
+            self.statusBar().showMessage(msg, 10000)
+
+        def failed(msg: str) -> None:
+            self._set_busy(None)
+            self.show_error("Cannot add images", _strip_exception(msg))
+
+        self.tasks.start(work, on_done=done, on_error=failed)
 
     # ================================================================ shutdown
     def restore_layout(self) -> None:
@@ -968,6 +1058,13 @@ class MainWindow(QMainWindow):
         self.decoder.close()
         self.tasks.shutdown()
         self.projector.close()
+
+
+def _droppable(path: str) -> bool:
+    from explorer.core.data.folder import IMAGE_EXTENSIONS
+
+    p = Path(path)
+    return p.suffix in (".safetensors", ".lexsession") or p.suffix.lower() in IMAGE_EXTENSIONS or p.is_dir()
 
 
 def _path_key(path: str) -> str:

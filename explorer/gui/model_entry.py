@@ -28,6 +28,7 @@ class ModelEntry:
     vectors: Any = None  # NamedVectors for arithmetic, made on first use
     probes: Any = None  # AttributeProbes, when the dataset has attributes
     keyframes: list[tuple[str, np.ndarray]] = field(default_factory=list)  # (label, latent) for paths
+    dropped: Any = None  # (images, latents, map positions, vector names) of images the user dropped
     restore: dict[str, Any] | None = None  # session state still to show once the map is drawn
 
     @property

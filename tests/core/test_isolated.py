@@ -68,3 +68,16 @@ def test_a_dead_child_is_reported(proc, latents):
     threading.Timer(0.8, proc.kill).start()
     with pytest.raises(ProjectionProcessError, match="stopped"):
         proc.fit("tsne", big, {"seed": 0}, cancel=cancel)
+
+
+def test_new_points_are_placed_by_the_library_transform(proc, latents):
+    proj = proc.fit("tsne", latents, TSNE)
+    assert proc.can_transform(proj)
+    new = latents[:3] + 0.01
+    pos = proc.transform(proj, new)
+    assert pos.shape == (3, 2) and np.isfinite(pos).all()
+    # openTSNE places a point next to its near-duplicate in the data.
+    spread = np.ptp(proj.embedding, axis=0).max()
+    assert np.linalg.norm(pos - proj.embedding[:3], axis=1).max() < 0.1 * spread
+    proc.close()
+    assert not proc.can_transform(proj)

@@ -31,7 +31,8 @@ from .projection import Projection, make_projection
 
 ProgressFn = Callable[[float, str], None]
 POLL_S = 0.05
-NICENESS = 5  # below the GUI: a fit in the background must not make dragging stutter
+NICENESS = 5
+KEEP_FITTED = 8  # maps the child keeps for transform(): t-SNE / UMAP models of 70k points are ~100 MB each  # below the GUI: a fit in the background must not make dragging stutter
 
 
 class ProjectionProcessError(RuntimeError):
@@ -61,6 +62,7 @@ def _child_main(conn: Any) -> None:
         os.nice(NICENESS)
     except (AttributeError, OSError):  # not on this platform, or not allowed: run at normal priority
         pass
+    fitted: dict[str, Projection] = {}  # token -> fitted projection, kept for transform requests
     while True:
         try:
             header = json.loads(conn.recv_bytes().decode("utf-8"))
@@ -84,7 +86,20 @@ def _child_main(conn: Any) -> None:
                 if header.get("inverse", True) and not proj.exact_inverse:
                     progress(0.97, "learning the inverse map")
                     proj.fit_inverse()
+                token = str(header.get("token", ""))
+                if token:
+                    fitted[token] = proj
+                    while len(fitted) > KEEP_FITTED:  # oldest first: dicts keep insertion order
+                        fitted.pop(next(iter(fitted)))
                 _send(conn, {"kind": "result", "payload": True}, _npz_bytes(proj.state_dict()))
+            elif kind == "transform":
+                latents = _npz_arrays(conn.recv_bytes())["latents"]
+                proj = fitted.get(str(header.get("token")))
+                if proj is None:
+                    _send(conn, {"kind": "error", "message": "that map is no longer held by the projection process"})
+                else:
+                    pos = np.asarray(proj.transform(latents), np.float32)
+                    _send(conn, {"kind": "result", "payload": True}, _npz_bytes({"positions": pos}))
             else:
                 _send(conn, {"kind": "error", "message": f"unknown request {kind!r}"})
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it there
@@ -99,6 +114,8 @@ class ProjectionProcess:
         self._proc: Any = None
         self._conn: Any = None
         self.warm = False
+        self._generation = 0  # which child: tokens of a killed child's maps are void
+        self._count = 0
 
     @property
     def alive(self) -> bool:
@@ -114,6 +131,7 @@ class ProjectionProcess:
         proc.start()
         child.close()
         self._proc, self._conn, self.warm = proc, parent, False
+        self._generation += 1
 
     def _discard(self) -> None:
         proc, conn = self._proc, self._conn
@@ -198,8 +216,11 @@ class ProjectionProcess:
         self._acquire(cancel, progress)
         try:
             self._ensure()
+            self._count += 1
+            token = f"{self._generation}:{self._count}"
             try:
-                _send(self._conn, {"kind": "fit", "method": method, "options": options, "inverse": inverse})
+                _send(self._conn, {"kind": "fit", "method": method, "options": options, "inverse": inverse,
+                                   "token": token})
                 self._conn.send_bytes(_npz_bytes({"latents": z}))
             except (BrokenPipeError, OSError) as exc:
                 self._discard()
@@ -211,7 +232,29 @@ class ProjectionProcess:
             self._lock.release()
         proj = Projection.from_state(_npz_arrays(payload))
         proj.info["wall_seconds"] = round(time.perf_counter() - t0, 3)
+        proj.info["process_token"] = token
         return proj
+
+    def can_transform(self, proj: Projection) -> bool:
+        """Whether the child still holds ``proj``'s fitted library model (same child, not evicted
+        as far as we know)."""
+        token = str(proj.info.get("process_token", ""))
+        return self.alive and token.split(":")[0] == str(self._generation)
+
+    def transform(self, proj: Projection, latents: np.ndarray, *, cancel: threading.Event | None = None) -> np.ndarray:
+        """Place new latents on a map fitted here with the library's own transform (openTSNE's
+        optimisation, UMAP's), run in the child. ProjectionProcessError when the child no longer has it."""
+        if not self.can_transform(proj):
+            raise ProjectionProcessError(f"{proj.method}: the projection process no longer holds this map")
+        z = np.ascontiguousarray(latents, np.float32)
+        self._acquire(cancel, None)
+        try:
+            _send(self._conn, {"kind": "transform", "token": proj.info["process_token"]})
+            self._conn.send_bytes(_npz_bytes({"latents": z}))
+            _, payload = self._receive(cancel, None, proj.method)
+        finally:
+            self._lock.release()
+        return _npz_arrays(payload)["positions"]
 
     def close(self) -> None:
         with self._lock:
