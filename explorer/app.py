@@ -9,15 +9,20 @@ from collections.abc import Sequence
 
 def main(files: Sequence[str] = ()) -> int:
     from PySide6.QtCore import QTimer
+    from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
     from explorer import __version__
-    from explorer.gui.main_window import MainWindow
+    from explorer.gui.main_window import RESOURCES, MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Latent Explorer")
     app.setOrganizationName("Latent Explorer")
     app.setApplicationVersion(__version__)
+    app.setDesktopFileName("io.github.latent_explorer.LatentExplorer")
+    icon = RESOURCES / "icons" / "latent-explorer.png"
+    if icon.exists():
+        app.setWindowIcon(QIcon(str(icon)))
     window = MainWindow()
     app.aboutToQuit.connect(window.shutdown)
     window.show()

@@ -1,0 +1,14 @@
+"""Entry point of the PyInstaller bundle: the same CLI as ``latent-explorer``.
+
+``freeze_support`` first: t-SNE and UMAP run in a child process started with "spawn", which in a frozen
+app re-runs this executable; freeze_support turns that run into the child instead of a second window.
+"""
+
+import multiprocessing
+import sys
+
+if __name__ == "__main__":
+    multiprocessing.freeze_support()
+    from explorer.cli import main
+
+    sys.exit(main())
