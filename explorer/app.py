@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 
 def main(files: Sequence[str] = ()) -> int:
-    from PySide6.QtCore import QTimer
+    from PySide6.QtCore import QSettings, QTimer
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
@@ -23,6 +23,9 @@ def main(files: Sequence[str] = ()) -> int:
     icon = RESOURCES / "icons" / "latent-explorer.png"
     if icon.exists():
         app.setWindowIcon(QIcon(str(icon)))
+    from explorer.gui.theme import apply_theme
+
+    apply_theme(str(QSettings().value("theme", "system")))
     window = MainWindow()
     app.aboutToQuit.connect(window.shutdown)
     window.show()

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
                                QListWidget, QListWidgetItem, QMainWindow, QMessageBox, QProgressBar, QPushButton,
                                QSpinBox, QTabWidget, QVBoxLayout, QWidget)
@@ -19,6 +19,7 @@ from explorer.core.latent.isolated import ProjectionProcess
 from explorer.core.latent.projection import ProjectionCache, cache_key
 
 from .model_entry import ModelEntry
+from .theme import THEMES, apply_theme, muted_css
 from .views.arithmetic import ArithmeticPanel
 from .views.image_panel import ImagePanel, grid, to_uint8_hwc
 from .views.map_view import LatentMapView
@@ -138,7 +139,7 @@ class MainWindow(QMainWindow):
         ll.addLayout(form)
         self.map_info = QLabel("")
         self.map_info.setWordWrap(True)
-        self.map_info.setStyleSheet("color: #555")
+        self.map_info.setStyleSheet(muted_css())
         ll.addWidget(self.map_info)
         dock = QDockWidget("Models", self)
         dock.setObjectName("models-dock")
@@ -225,6 +226,15 @@ class MainWindow(QMainWindow):
         reset.setShortcut("Ctrl+0")
         reset.triggered.connect(lambda: self.map.view.autoRange(padding=0.05))
         view.addAction(reset)
+        theme_menu = view.addMenu("&Theme")
+        current = str(self.settings.value("theme", "system"))
+        group = QActionGroup(self)
+        for name in THEMES:
+            act = QAction(name.capitalize(), self, checkable=True)
+            act.setChecked(name == current)
+            act.triggered.connect(lambda _=False, n=name: self.set_theme(n))
+            group.addAction(act)
+            theme_menu.addAction(act)
         view.addSeparator()
         for dock in self.findChildren(QDockWidget):
             view.addAction(dock.toggleViewAction())
@@ -236,6 +246,22 @@ class MainWindow(QMainWindow):
         about = QAction("&About Latent Explorer", self)
         about.triggered.connect(self.show_about)
         help_menu.addAction(about)
+
+    def set_theme(self, name: str) -> None:
+        self.settings.setValue("theme", name)
+        apply_theme(name)
+        self._theme_changed()
+
+    def _theme_changed(self) -> None:
+        self.map.apply_theme()
+        self.map_info.setStyleSheet(muted_css())
+
+    def changeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        from PySide6.QtCore import QEvent
+
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange:  # the system switched between light and dark
+            self._theme_changed()
 
     def shortcuts(self) -> list[tuple[str, str]]:
         """(keys, what) for every menu action and button that has a shortcut."""

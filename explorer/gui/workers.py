@@ -157,6 +157,15 @@ class Task(QRunnable):
 
     def run(self) -> None:
         try:
+            self._run()
+        except RuntimeError as exc:
+            # The window (and with it these signals' QObject) was destroyed while the task ran: nobody is
+            # left to tell, which is fine. Anything else is a real error and propagates.
+            if "deleted" not in str(exc):
+                raise
+
+    def _run(self) -> None:
+        try:
             out = self.fn(self._progress, self.cancel_event)
         except Cancelled:
             self.signals.cancelled.emit()

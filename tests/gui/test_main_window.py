@@ -67,3 +67,16 @@ def test_help_lists_shortcuts_and_about_names_versions(window):
 
     text = about_text()
     assert "torch" in text and "MNIST" in text and "CC BY-SA" in text
+
+
+def test_dark_theme_darkens_the_map(window):
+    from explorer.gui.theme import is_dark
+
+    window.set_theme("dark")
+    try:
+        assert is_dark()
+        assert window.map.plot.backgroundBrush().color().lightness() < 100
+    finally:
+        window.set_theme("light")
+    assert not is_dark()
+    assert window.map.plot.backgroundBrush().color().lightness() > 200

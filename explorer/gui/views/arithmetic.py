@@ -17,6 +17,7 @@ from explorer.core.latent.arithmetic import (AttributeProbes, NamedVectors, Vect
 from explorer.core.latent.expression import ExpressionError, evaluate
 from explorer.core.latent.interpolation import interpolate, keyframe_positions, traverse_dim, traverse_vector
 
+from ..theme import error_css, muted_css
 from .image_panel import ImagePanel, grid, to_uint8_hwc
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ EXPORT_FILTER = "Animated GIF (*.gif);;PNG grid (*.png);;MP4 video (*.mp4)"
 def _error_label() -> QLabel:
     label = QLabel("")
     label.setWordWrap(True)
-    label.setStyleSheet("color: #b00020")
+    label.setStyleSheet(error_css())
     return label
 
 
@@ -396,7 +397,7 @@ class ArithmeticPanel(QTabWidget):
             self.analogy_panels.append(panel)
             if sep:
                 mark = QLabel(sep)
-                mark.setStyleSheet("font-size: 20pt; color: #777")
+                mark.setStyleSheet("font-size: 20pt; " + muted_css())
                 row.addWidget(mark)
         lay.addLayout(row, 1)
         bottom = QHBoxLayout()
@@ -460,7 +461,7 @@ class ArithmeticPanel(QTabWidget):
         lay.addLayout(row)
         self.expression_names = QLabel("")
         self.expression_names.setWordWrap(True)
-        self.expression_names.setStyleSheet("color: #555")
+        self.expression_names.setStyleSheet(muted_css())
         lay.addWidget(self.expression_names)
         self.expression_error = _error_label()
         lay.addWidget(self.expression_error)

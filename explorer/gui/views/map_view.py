@@ -113,6 +113,7 @@ class LatentMapView(QWidget):
         # with more than a few labels and every repaint would redraw 70k points.
         QPixmapCache.setCacheLimit(max(QPixmapCache.cacheLimit(), 256 * 1024))
         self.plot = pg.PlotWidget(background="w")
+        self.apply_theme()
         self.plot.setMenuEnabled(False)
         # No grid: the axes draw it across the whole view, so every cursor move would repaint them.
         self.plot.setLabel("bottom", "map x")
@@ -154,6 +155,7 @@ class LatentMapView(QWidget):
         self.cursor.setToolTip("Drag me: the image on the right decodes the latent vector under the cursor")
         self.cursor.setZValue(10)
         self.plot.addItem(self.cursor)
+        self.apply_theme()
         self.cursor.sigPositionChanged.connect(self._cursor_changed)
         self.cursor.sigPositionChangeFinished.connect(self._cursor_finished)
 
@@ -189,6 +191,23 @@ class LatentMapView(QWidget):
         # (hover tests against every item, a 100 Hz rate limit) cost more than the decode itself.
         self._drag_offset: QPointF | None = None
         self.plot.viewport().installEventFilter(self)
+
+    def apply_theme(self) -> None:
+        """Map background and axes from the light/dark theme."""
+        from ..theme import is_dark
+
+        dark = is_dark()
+        self.plot.setBackground("#1e1f22" if dark else "w")
+        pen = pg.mkPen("#c8c8c8" if dark else "#444444")
+        for name in ("left", "bottom"):
+            axis = self.plot.getPlotItem().getAxis(name)
+            axis.setPen(pen)
+            axis.setTextPen(pen)
+        cursor = getattr(self, "cursor", None)
+        if cursor is not None:
+            cursor.setPen(pg.mkPen("#f5f5f5" if dark else "#111111", width=2))
+        for item in getattr(self, "scatter_items", []):  # cached renders hold the old background's edges
+            item.update()
 
     # ------------------------------------------------------------ data
     def set_points(self, positions: np.ndarray, labels: np.ndarray, label_names: Sequence[str],
