@@ -203,8 +203,8 @@ class LatentMapView(QWidget):
             axis = self.plot.getPlotItem().getAxis(name)
             axis.setPen(pen)
             axis.setTextPen(pen)
-        cursor = getattr(self, "cursor", None)
-        if cursor is not None:
+        cursor = self.__dict__.get("cursor")  # (QWidget.cursor() is a method until ours is made)
+        if isinstance(cursor, pg.TargetItem):
             cursor.setPen(pg.mkPen("#f5f5f5" if dark else "#111111", width=2))
         for item in getattr(self, "scatter_items", []):  # cached renders hold the old background's edges
             item.update()
