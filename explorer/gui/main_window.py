@@ -12,7 +12,7 @@ from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
                                QListWidget, QListWidgetItem, QMainWindow, QMessageBox, QProgressBar, QPushButton,
-                               QSpinBox, QTabWidget, QVBoxLayout, QWidget)
+                               QSlider, QSpinBox, QTabWidget, QVBoxLayout, QWidget)
 
 from explorer.core.checkpoint import CheckpointError
 from explorer.core.latent.isolated import ProjectionProcess
@@ -33,6 +33,7 @@ SLIDER_REFRESH_MS = 30
 SLOW_PROJECTIONS = ("tsne", "umap")
 WARM_UP_DELAY_MS = 5000
 DECODE_CHUNK = 64
+MAX_HISTORY = 100  # epochs of weights kept for the latent-history slider
 MAX_DROPPED_IMAGES = 2000
 PROJECTIONS = [("PCA", "pca"), ("t-SNE", "tsne"), ("UMAP", "umap"), ("Two latent dimensions", "dims")]
 
@@ -93,7 +94,23 @@ class MainWindow(QMainWindow):
         )
         self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.tabs = QTabWidget()
-        self.tabs.addTab(self.map, "Latent map")
+        map_page = QWidget()
+        mp = QVBoxLayout(map_page)
+        mp.setContentsMargins(0, 0, 0, 0)
+        mp.addWidget(self.map, 1)
+        self.history_row = QWidget()
+        hr = QHBoxLayout(self.history_row)
+        hr.setContentsMargins(6, 0, 6, 2)
+        hr.addWidget(QLabel("Latent history"))
+        self.history_slider = QSlider(Qt.Orientation.Horizontal)
+        self.history_slider.setToolTip("Replay the map at the end of each epoch of the training run")
+        self.history_slider.valueChanged.connect(self._history_moved)
+        hr.addWidget(self.history_slider, 1)
+        self.history_label = QLabel("")
+        hr.addWidget(self.history_label)
+        self.history_row.setVisible(False)
+        mp.addWidget(self.history_row)
+        self.tabs.addTab(map_page, "Latent map")
         self.samples_panel = ImagePanel("Decoded samples from the prior N(0, I)", min_size=300)
         samples_page = QWidget()
         sl = QVBoxLayout(samples_page)
@@ -181,6 +198,23 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, bdock)
         self.resizeDocks([bdock], [230], Qt.Orientation.Vertical)
         self.arithmetic_dock = bdock
+
+        # Training: a dock tabbed with the arithmetic one; the model being trained appears in the list.
+        from .training import TrainingPanel
+
+        self.training = TrainingPanel()
+        self.training.modelSnapshot.connect(self._training_snapshot)
+        self.training.trainingStarted.connect(lambda _info: self.training_dock.raise_())
+        tdock = QDockWidget("Training", self)
+        tdock.setObjectName("training-dock")
+        tdock.setWidget(self.training)
+        tdock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                          | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, tdock)
+        self.tabifyDockWidget(bdock, tdock)
+        bdock.raise_()
+        self.training_dock = tdock
 
         # Status bar: progress of background work with a cancel button.
         self.progress = QProgressBar()
@@ -385,18 +419,22 @@ class MainWindow(QMainWindow):
         entry.status = ""
         self._set_busy("Encoding the dataset", cancellable=False)
 
+        model = entry.model  # a training run may swap in newer weights meanwhile
+
         def work(progress, cancel):
             from explorer.core.latent.encoding import encode_dataset
 
             data = self._dataset_for(entry)
-            if not entry.model.capabilities.has_encoder:
+            if not model.capabilities.has_encoder:
                 return data, None
-            latents = encode_dataset(entry.model, data.images,
+            latents = encode_dataset(model, data.images,
                                      progress=lambda done, total: progress(done / max(total, 1), "encoding"),
                                      cancel=cancel)
             return data, latents
 
         def done(result) -> None:
+            if entry.model is not model:  # stale: the encoding of the newer weights follows
+                return
             entry.data, entry.latents = result
             entry.status = ""
             self._set_busy(None)
@@ -613,6 +651,7 @@ class MainWindow(QMainWindow):
         self.original_panel.clear()
         self.recon_panel.clear()
         self.map.show_selected(-1)
+        self._update_history_slider()
         self.arithmetic.entry_changed(entry)
         self.reroll_samples(reset=True)
         if entry.latents is not None:
@@ -703,6 +742,71 @@ class MainWindow(QMainWindow):
         self.decode_times.append(time.perf_counter() - t0)
         del self.decode_times[:-500]
         self.decoded.emit(image)
+
+    # ================================================================ training
+    def _training_snapshot(self, snap) -> None:
+        """A training run reached an epoch end: show (or update) its model, rebuilt from the snapshot's
+        CPU weights, and re-encode the data for its map. The live module is never touched."""
+        entry = next((e for e in self.entries if e.run_id == snap.run_id), None)
+        model = snap.build_model()
+        if entry is None:
+            meta = snap.metadata()
+            meta.setdefault("path", snap.checkpoint or "")
+            entry = ModelEntry(path=snap.checkpoint or f"training-{snap.run_id}.safetensors", model=model,
+                               meta=meta, run_id=snap.run_id)
+            self.entries.append(entry)
+            self.models.append(meta)
+            item = QListWidgetItem()
+            self.model_list.addItem(item)
+        else:
+            entry.model = model
+            entry.meta = snap.metadata()
+        entry.history.append(snap)
+        del entry.history[:-MAX_HISTORY]
+        row = self.entries.index(entry)
+        state = "final" if snap.final else "training"
+        self.model_list.item(row).setText(f"{entry.name} ({state}, epoch {snap.epoch})\n{entry.summary()}")
+        if self.current is None or (entry is self.current and not self._history_pinned(entry)):
+            if self.current is None:
+                self.model_list.setCurrentRow(row)
+            self._refresh_training_entry(entry)
+        self._update_history_slider()
+
+    def _history_pinned(self, entry: ModelEntry) -> bool:
+        """The user has moved the history slider off the newest epoch: leave their view alone."""
+        return entry is self.current and self.history_row.isVisible() and \
+            self.history_slider.value() < self.history_slider.maximum()
+
+    def _refresh_training_entry(self, entry: ModelEntry) -> None:
+        """Re-encode and redraw with the entry's current weights (background), keeping the projection."""
+        entry.latents = None
+        entry.projections.clear()
+        entry.maps.clear()
+        self.decoder.reset_cost()
+        self._prepare_data(entry)
+
+    def _update_history_slider(self) -> None:
+        entry = self.current
+        history = entry.history if entry is not None else []
+        self.history_row.setVisible(len(history) > 1)
+        if not history:
+            return
+        pinned = self._history_pinned(entry)
+        self.history_slider.blockSignals(True)
+        self.history_slider.setRange(0, len(history) - 1)
+        if not pinned:
+            self.history_slider.setValue(len(history) - 1)
+        self.history_slider.blockSignals(False)
+        self.history_label.setText(f"epoch {history[self.history_slider.value()].epoch}")
+
+    def _history_moved(self, index: int) -> None:
+        entry = self.current
+        if entry is None or not 0 <= index < len(entry.history):
+            return
+        snap = entry.history[index]
+        self.history_label.setText(f"epoch {snap.epoch}")
+        entry.model = snap.build_model()
+        self._refresh_training_entry(entry)
 
     # ================================================================ sessions
     def session(self):
@@ -1073,12 +1177,16 @@ class MainWindow(QMainWindow):
         self.settings.sync()
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        if not self.training.request_close():  # asks, then stops cleanly and saves
+            event.ignore()
+            return
         self.save_layout()
         self.shutdown()
         super().closeEvent(event)
 
     def shutdown(self) -> None:
         self._warm_cancel.set()
+        self.training.shutdown()
         self.cancel_projection()
         self.projector.kill()  # a fit in the child would otherwise hold up the task pool below
         self.decoder.close()

@@ -30,6 +30,8 @@ class ModelEntry:
     keyframes: list[tuple[str, np.ndarray]] = field(default_factory=list)  # (label, latent) for paths
     dropped: Any = None  # (images, latents, map positions, vector names) of images the user dropped
     restore: dict[str, Any] | None = None  # session state still to show once the map is drawn
+    run_id: str = ""  # set for a model that is being (or was) trained in this window
+    history: list[Any] = field(default_factory=list)  # ModelSnapshots at epoch ends, oldest first
 
     @property
     def name(self) -> str:
