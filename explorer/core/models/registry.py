@@ -20,6 +20,9 @@ def _ensure_loaded() -> None:
     # Importing the package registers the built-in families.
     from . import ae, gan, pca, vae  # noqa: F401
 
+    # Users' own models ("imported"): checkpoint.load must rebuild them from metadata like any family.
+    from .. import adapter  # noqa: F401
+
 
 def families() -> list[str]:
     _ensure_loaded()

@@ -1,0 +1,197 @@
+"""``latent-explorer import WEIGHTS --class FILE.py:ClassName ... --out OUT.safetensors``: bring your own model.
+
+Wraps a user's model (a state dict plus their own module class, or a TorchScript / torch.export archive) with
+:mod:`explorer.core.adapter`, optionally checks it on a data set (reconstruction error against the data's
+mean-image baseline), and saves it as our own checkpoint. Prints what was found, the check's verdict, and a
+final JSON line on stdout. Needs no display and never imports Qt.
+
+``explorer/cli.py`` adds it with :func:`add_import_parser` and dispatches to :func:`cmd_import`; errors are
+raised as ``explorer.cli.CLIError`` (one line on stderr, exit 1). :func:`main` runs the command on its own
+(``python -m explorer.cli_import WEIGHTS ...``) with the same error handling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _image_shape(text: str) -> tuple[int, int, int]:
+    try:
+        values = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected C,H,W (e.g. 1,28,28), got {text!r}") from None
+    if len(values) != 3 or any(v < 1 for v in values) or values[0] not in (1, 3):
+        raise argparse.ArgumentTypeError(f"expected C,H,W with C = 1 or 3 (e.g. 1,28,28), got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def add_import_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``import`` subcommand to an ``add_subparsers()`` action; returns its parser."""
+    p = subparsers.add_parser(
+        "import",
+        help="import your own model (state dict + your class, or a TorchScript archive) as a checkpoint",
+        description="Wrap your own model for the explorer: a state dict (.pt/.pth read with "
+                    "torch.load(weights_only=True), or .safetensors) plus your model class given as "
+                    "FILE.py:ClassName, or a TorchScript / torch.export archive (no --class). The adapter finds "
+                    "encode/decode, the latent size, the image shape and the value ranges; --dataset checks the "
+                    "import by reconstructing images. The checkpoint references your class file (it is not "
+                    "copied): keep it where it is.",
+    )
+    p.add_argument("weights", metavar="WEIGHTS",
+                   help="state dict (.pt, .pth, .safetensors) or a TorchScript / torch.export archive")
+    p.add_argument("--class", dest="class_ref", metavar="FILE.py:ClassName", default=None,
+                   help="your model class (runs that file: it is your own code)")
+    p.add_argument("--kwargs", default=None, metavar="JSON", help="constructor arguments, e.g. '{\"z_dim\": 20}'")
+    p.add_argument("--image-shape", type=_image_shape, default=None, metavar="C,H,W",
+                   help="image shape (default: from the decoder's output)")
+    p.add_argument("--latent-dim", type=_positive_int, default=None, help="latent size (default: found by probing)")
+    p.add_argument("--encode", default="auto", metavar="NAME",
+                   help="method or submodule that encodes (default: encode, then encoder); 'none' for none")
+    p.add_argument("--decode", default="auto", metavar="NAME",
+                   help="method or submodule that decodes (default: decode, decoder, generate, generator, forward)")
+    p.add_argument("--encode-output", default="auto", metavar="INDEX|KEY",
+                   help="which of the encoder's outputs is the mean (default: the tensor, the first of a tuple, "
+                        "'mu'/'mean' of a dict, a distribution's mean)")
+    p.add_argument("--output-range", choices=["auto", "01", "logits", "tanh"], default="auto",
+                   help="what the decoder returns: probabilities in [0,1], logits, or tanh output in [-1,1] "
+                        "(default: guessed from decoded prior samples)")
+    p.add_argument("--input-range", choices=["auto", "01", "-11"], default="auto",
+                   help="what the encoder expects: [0,1] or [-1,1] (default: [-1,1] when the decoder is tanh)")
+    p.add_argument("--dataset", default=None,
+                   help="check the import by reconstructing images of this data set (mnist, fashion-mnist, digits, "
+                        "faces, folder:PATH, celeba:PATH); also recorded as the model's data set")
+    p.add_argument("--check-images", type=_positive_int, default=256,
+                   help="images used by the check (default 256; GANs are inverted, which is slower)")
+    p.add_argument("--out", required=True, help="output .safetensors checkpoint")
+    return p
+
+
+def _error(message: str) -> Exception:
+    from explorer.cli import CLIError  # imported late: explorer.cli imports this module
+
+    return CLIError(message)
+
+
+def _check_data(name: str, model: Any, limit: int) -> Any:
+    from explorer.core.data import DataSourceError, load_dataset
+
+    c, h, w = model.image_shape
+    if h != w:
+        raise _error(f"the model makes {h}x{w} images; data sets are square, so --dataset cannot check it")
+    try:
+        data = load_dataset(name, image_size=h, channels=c, count=max(limit * 4, 512) if name == "faces" else None)
+    except DataSourceError as exc:
+        raise _error(str(exc)) from exc
+    if data.image_shape != tuple(model.image_shape):
+        raise _error(f"data set {name!r} has images of shape {list(data.image_shape)} but the model makes "
+                     f"{list(model.image_shape)}")
+    # Held-out images when there is a split: they tell whether the model generalises, not memorises.
+    return data.images[data.n_train:] if len(data) > data.n_train else data.images
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from explorer.core.adapter import AdapterError, import_model, round_trip_check, save_imported
+    from explorer.core.checkpoint import CheckpointError
+
+    t0 = time.perf_counter()
+    out = Path(args.out)
+    if out.suffix != ".safetensors":
+        raise _error(f"--out {args.out}: the checkpoint's name must end in .safetensors")
+    if out.is_dir():
+        raise _error(f"--out {args.out} is a folder; give a file name")
+    try:
+        model = import_model(
+            args.weights, args.class_ref, kwargs=args.kwargs, image_shape=args.image_shape,
+            latent_dim=args.latent_dim, encode_method=args.encode, decode_method=args.decode,
+            output_range=args.output_range, input_range=args.input_range, encode_output=args.encode_output,
+        )
+    except (AdapterError, CheckpointError) as exc:
+        raise _error(str(exc)) from exc
+    report = model.import_report
+    what = report.get("class_name") or report["source"]
+    enc = f"encode={report['encode']}" if report["encode"] else "no encoder (explored from samples; images by inversion)"
+    print(f"imported {what}: latent_dim {report['latent_dim']} (decoder takes {report['latent_shape']}), "
+          f"images {report['image_shape']}, decode={report['decode']}, {enc}, output {report['output_range']} "
+          f"({report['output_range_reason']}), input {report['input_range']}")
+    for note in report.get("notes", []):
+        print(f"note: {note}")
+
+    check = None
+    if args.dataset:
+        images = _check_data(args.dataset, model, args.check_images)
+        try:
+            check = round_trip_check(model, images, max_images=args.check_images)
+        except (AdapterError, CheckpointError, ValueError, RuntimeError) as exc:
+            raise _error(f"the round-trip check failed: {exc}") from exc
+        how = "encode/decode" if check["method"] == "encode" else "inversion"
+        recon = "nan" if check["recon_mse"] is None else f"{check['recon_mse']:.4g}"
+        print(f"round trip ({how}) on {check['images']} {args.dataset} images: reconstruction MSE {recon} vs "
+              f"mean-image baseline {check['baseline_mse']:.4g}: {check['verdict']} ({check['message']})")
+    else:
+        print("round trip: not checked (pass --dataset NAME to compare reconstructions with the data)")
+    try:
+        saved = save_imported(model, out, check=check, dataset=args.dataset)
+    except CheckpointError as exc:
+        raise _error(str(exc)) from exc
+    print(json.dumps({
+        "out": str(saved),
+        "source": report["source"],
+        "class": report.get("class_name"),
+        "latent_dim": report["latent_dim"],
+        "image_shape": report["image_shape"],
+        "encode": report["encode"],
+        "decode": report["decode"],
+        "output_range": report["output_range"],
+        "input_range": report["input_range"],
+        "check": check,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``import`` on its own: ``python -m explorer.cli_import WEIGHTS ...`` (errors as in cli.main)."""
+    from explorer import cli
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        parser = cli._Parser(prog="latent-explorer")
+        sub = parser.add_subparsers(dest="command", parser_class=cli._Parser)
+        add_import_parser(sub)
+        return cmd_import(parser.parse_args(["import", *argv]))
+    except cli.CLIError as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return cli.EXIT_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return cli.EXIT_ERROR
+    except Exception as exc:  # anything unexpected still gets one readable line
+        if debug:
+            raise
+        print(f"error: {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)
+        return cli.EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
