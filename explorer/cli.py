@@ -114,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("file")
 
     _add_export_parser(sub)
+    from explorer.cli_compare import add_compare_parser
+    from explorer.cli_import import add_import_parser
+
+    add_compare_parser(sub)
+    add_import_parser(sub)
     return parser
 
 
@@ -590,7 +595,19 @@ def cmd_export_traverse(args: argparse.Namespace) -> int:
     return 0
 
 
-EXPORT_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+EXPORT_def cmd_compare(args: argparse.Namespace) -> int:
+    from explorer.cli_compare import cmd_compare as run  # torch, sklearn: only when asked for
+
+    return run(args)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from explorer.cli_import import cmd_import as run
+
+    return run(args)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "interpolate": cmd_export_interpolate,
     "traverse": cmd_export_traverse,
 }
@@ -602,11 +619,25 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXPORT_COMMANDS[args.export_command](args)
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from explorer.cli_compare import cmd_compare as run  # torch, sklearn: only when asked for
+
+    return run(args)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from explorer.cli_import import cmd_import as run
+
+    return run(args)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": cmd_train,
     "info": cmd_info,
     "gui": cmd_gui,
     "export": cmd_export,
+    "compare": cmd_compare,
+    "import": cmd_import,
 }
 
 
