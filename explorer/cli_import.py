@@ -75,8 +75,10 @@ def add_import_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=None,
                    help="check the import by reconstructing images of this data set (mnist, fashion-mnist, digits, "
                         "faces, folder:PATH, celeba:PATH); also recorded as the model's data set")
-    p.add_argument("--check-images", type=_positive_int, default=256,
-                   help="images used by the check (default 256; GANs are inverted, which is slower)")
+    p.add_argument("--check-images", type=_positive_int, default=None,
+                   help="images used by the check (default 256; 32 for models without an encoder, which are "
+                        "inverted: slower)")
+    p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     p.add_argument("--out", required=True, help="output .safetensors checkpoint")
     return p
 
@@ -135,9 +137,20 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     check = None
     if args.dataset:
-        images = _check_data(args.dataset, model, args.check_images)
+        limit = args.check_images or (256 if model.capabilities.has_encoder else 32)
+        images = _check_data(args.dataset, model, limit)
+        shown = {"tenth": -1}
+
+        def progress(done: int, total: int) -> None:
+            # Inversion takes a while on a CPU: a line every 10%, not a bar (stderr may be a log file).
+            tenth = (10 * done) // max(total, 1)
+            if not args.no_progress and not model.capabilities.has_encoder and tenth > shown["tenth"]:
+                shown["tenth"] = tenth
+                print(f"import: inverting {min(limit, len(images))} images for the check ({10 * tenth}%)",
+                      file=sys.stderr, flush=True)
+
         try:
-            check = round_trip_check(model, images, max_images=args.check_images)
+            check = round_trip_check(model, images, max_images=limit, progress=progress)
         except (AdapterError, CheckpointError, ValueError, RuntimeError) as exc:
             raise _error(f"the round-trip check failed: {exc}") from exc
         how = "encode/decode" if check["method"] == "encode" else "inversion"

@@ -298,9 +298,46 @@ def _load_module(path: Path) -> Any:
             sys.modules.pop(name, None)
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            raise AdapterError(f"running {path.name} failed: {_exc_line(exc)}") from exc
+            if isinstance(exc, ImportError) and "relative import" in str(exc):
+                module = _import_from_package(path, reload=cached is not None)
+            else:
+                raise AdapterError(f"running {path.name} failed: {_exc_line(exc)}") from exc
         _module_cache[key] = (stat.st_mtime_ns, stat.st_size, module)
         return module
+
+
+def _import_from_package(path: Path, reload: bool) -> Any:
+    """Import a file that uses relative imports (``from .layers import Block``) as part of its package.
+
+    Such a file only runs inside its package, so it is imported under its real dotted name with the folder
+    above the top package on sys.path for the duration.
+    """
+    parts = [path.stem]
+    folder = path.parent
+    while (folder / "__init__.py").exists():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    if len(parts) == 1:
+        raise AdapterError(f"running {path.name} failed: it uses relative imports but its folder is no package "
+                           "(no __init__.py); make them absolute imports")
+    dotted = ".".join(parts)
+    top = sys.modules.get(parts[0])
+    top_file = getattr(top, "__file__", None) if top is not None else None
+    if top_file and not Path(top_file).resolve().is_relative_to(folder.resolve()):
+        raise AdapterError(f"{path.name} belongs to a package named {parts[0]!r}, but another package of that name "
+                           f"is already loaded (from {top_file}); rename one of them")
+    try:
+        with _user_dir_on_path(folder):
+            module = importlib.import_module(dotted)
+            if reload:
+                module = importlib.reload(module)
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise AdapterError(f"importing {dotted} (from {path}) failed: {_exc_line(exc)}") from exc
+    if Path(getattr(module, "__file__", "") or "").resolve() != path.resolve():
+        raise AdapterError(f"importing {dotted} found {module.__file__}, not {path}; rename one of them")
+    return module
 
 
 def load_class(path: str | os.PathLike[str], class_name: str) -> type[nn.Module]:
@@ -350,7 +387,8 @@ def source_kind(path: str | os.PathLike[str]) -> str:
             with zipfile.ZipFile(path) as zf:
                 names = zf.namelist()
             tails = {n.split("/", 1)[1] if "/" in n else n for n in names}
-            if "archive_format" in tails or any(t.startswith("models/") and t.endswith(".json") for t in tails):
+            if "archive_format" in tails or any(t.startswith("models/") and t.endswith(".json") for t in tails) \
+                    or any(t.endswith("serialized_exported_program.json") for t in tails):  # torch < 2.6
                 return "export"
             if "constants.pkl" in tails or any(t.startswith("code/") for t in tails):
                 return "torchscript"
