@@ -595,19 +595,7 @@ def cmd_export_traverse(args: argparse.Namespace) -> int:
     return 0
 
 
-EXPORT_def cmd_compare(args: argparse.Namespace) -> int:
-    from explorer.cli_compare import cmd_compare as run  # torch, sklearn: only when asked for
-
-    return run(args)
-
-
-def cmd_import(args: argparse.Namespace) -> int:
-    from explorer.cli_import import cmd_import as run
-
-    return run(args)
-
-
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+EXPORT_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "interpolate": cmd_export_interpolate,
     "traverse": cmd_export_traverse,
 }
