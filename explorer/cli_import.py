@@ -59,7 +59,8 @@ def add_import_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--kwargs", default=None, metavar="JSON", help="constructor arguments, e.g. '{\"z_dim\": 20}'")
     p.add_argument("--image-shape", type=_image_shape, default=None, metavar="C,H,W",
                    help="image shape (default: from the decoder's output)")
-    p.add_argument("--latent-dim", type=_positive_int, default=None, help="latent size (default: found by probing)")
+    p.add_argument("--latent-dim", type=_positive_int, default=None, metavar="N",
+                   help="latent size (default: found by probing)")
     p.add_argument("--encode", default="auto", metavar="NAME",
                    help="method or submodule that encodes (default: encode, then encoder); 'none' for none")
     p.add_argument("--decode", default="auto", metavar="NAME",
@@ -75,7 +76,7 @@ def add_import_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=None,
                    help="check the import by reconstructing images of this data set (mnist, fashion-mnist, digits, "
                         "faces, folder:PATH, celeba:PATH); also recorded as the model's data set")
-    p.add_argument("--check-images", type=_positive_int, default=None,
+    p.add_argument("--check-images", type=_positive_int, default=None, metavar="N",
                    help="images used by the check (default 256; 32 for models without an encoder, which are "
                         "inverted: slower)")
     p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
@@ -128,7 +129,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise _error(str(exc)) from exc
     report = model.import_report
     what = report.get("class_name") or report["source"]
-    enc = f"encode={report['encode']}" if report["encode"] else "no encoder (explored from samples; images by inversion)"
+    enc = (f"encode={report['encode']}" if report["encode"]
+           else "no encoder (explored from samples; images by inversion)")
     print(f"imported {what}: latent_dim {report['latent_dim']} (decoder takes {report['latent_shape']}), "
           f"images {report['image_shape']}, decode={report['decode']}, {enc}, output {report['output_range']} "
           f"({report['output_range_reason']}), input {report['input_range']}")

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import dataclasses
 import hashlib
 import importlib.util
 import json

@@ -457,7 +457,8 @@ def test_wizard_helpers_and_package_relative_imports(tmp_path):
     pkg = tmp_path / "repo" / "my_research_nets"
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
-    (pkg / "blocks.py").write_text("from torch import nn\n\ndef mlp(i, o):\n    return nn.Sequential(nn.Linear(i, o), nn.ReLU())\n")
+    (pkg / "blocks.py").write_text(
+        "from torch import nn\n\ndef mlp(i, o):\n    return nn.Sequential(nn.Linear(i, o), nn.ReLU())\n")
     (pkg / "ae.py").write_text(
         "from torch import nn\nfrom .blocks import mlp\n\n\n"
         "class AE(nn.Module):\n"
