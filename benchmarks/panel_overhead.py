@@ -16,7 +16,9 @@ the ratio is what the panel itself costs (signals, painting, the GIL it takes). 
 busy machine: on a 2-core VM shared with other CPU-bound processes, a 2-thread OpenMP team
 driven from the *main* thread ran 5-10x slower (600-1,800 images/s) than the same training driven
 from a secondary thread (7-11k), an oversubscription effect that has nothing to do with the panel.
-``--also-main-thread`` adds the main-thread figure for comparison.
+``--also-main-thread`` adds the main-thread figure for comparison. On such a machine wall times
+swing by 2x between identical runs; ``cpu_ratio`` (process CPU seconds, panel / core) and
+``gui_thread_cpu_share`` (the GUI thread's part of the panel run's CPU time) are steadier.
 
 Prints a final JSON line.
 """
@@ -69,6 +71,7 @@ def core_run_in_thread(spec: TrainingSpec) -> dict[str, float]:
 
     out: dict[str, float] = {}
     errors: list[BaseException] = []
+    cpu0 = time.process_time()
 
     def target() -> None:
         try:
@@ -81,6 +84,7 @@ def core_run_in_thread(spec: TrainingSpec) -> dict[str, float]:
     thread.join()
     if errors:
         raise errors[0]
+    out["cpu"] = time.process_time() - cpu0
     return out
 
 
@@ -96,17 +100,20 @@ def panel_run(panel: TrainingPanel, spec: TrainingSpec, timeout_s: float) -> dic
     counts = {"progress": 0, "snapshots": 0}
     panel.modelSnapshot.connect(lambda _s: counts.__setitem__("snapshots", counts["snapshots"] + 1))
     t0 = time.perf_counter()
+    gui0, cpu0 = time.thread_time(), time.process_time()
     if not panel.start(spec):
         raise RuntimeError(panel.message_label.text())
     panel.job.worker.progress.connect(lambda _p: counts.__setitem__("progress", counts["progress"] + 1))
     QTimer.singleShot(int(timeout_s * 1000), loop.quit)
     loop.exec()
     wall = time.perf_counter() - t0
+    gui_cpu, cpu = time.thread_time() - gui0, time.process_time() - cpu0
     panel.trainingFinished.disconnect(finished)
     if not done.get("ok"):
         raise RuntimeError(f"panel run failed: {done.get('error') or 'timed out'}")
     return {"seconds": done["seconds"], "wall": wall, "images_per_second": done["images_per_second"],
-            "steps": done["steps"], "progress_signals": counts["progress"], "snapshots": counts["snapshots"]}
+            "steps": done["steps"], "progress_signals": counts["progress"], "snapshots": counts["snapshots"],
+            "cpu": cpu, "gui_cpu": gui_cpu}
 
 
 def main() -> None:
@@ -144,7 +151,8 @@ def main() -> None:
         if args.also_main_thread:
             mains.append(core_run(spec))
         print(f"repeat {i + 1}: core {cores[-1]['images_per_second']:,.0f} img/s, "
-              f"panel {panels[-1]['images_per_second']:,.0f} img/s"
+              f"panel {panels[-1]['images_per_second']:,.0f} img/s "
+              f"(GUI thread {panels[-1]['gui_cpu']:.2f} of {panels[-1]['cpu']:.1f} CPU s)"
               + (f", core on the main thread {mains[-1]['images_per_second']:,.0f} img/s" if mains else ""),
               file=sys.stderr)
     panel.shutdown()
@@ -168,6 +176,11 @@ def main() -> None:
         "panel_images_per_second": round(med(panels, "images_per_second"), 1),
         "overhead_ratio": round(panel_s / core_s, 4),
         "wall_ratio": round(med(panels, "wall") / med(cores, "wall"), 4),
+        # CPU seconds are less at the mercy of other processes than wall time on a shared machine:
+        # the GUI thread's share is what the panel takes from a trainer that could use every core.
+        "cpu_ratio": round(med(panels, "cpu") / med(cores, "cpu"), 4),
+        "gui_thread_cpu_seconds": round(med(panels, "gui_cpu"), 3),
+        "gui_thread_cpu_share": round(med([{"x": r["gui_cpu"] / r["cpu"]} for r in panels], "x"), 4),
         "core_runs_seconds": [round(r["seconds"], 3) for r in cores],
         "panel_runs_seconds": [round(r["seconds"], 3) for r in panels],
         "progress_signals_per_run": panels[-1]["progress_signals"],

@@ -226,6 +226,25 @@ def test_request_close_asks_then_stops_and_saves(panel, qtbot, step_counter, tmp
     assert panel.last_result["stopped"] and checkpoint.load(out).metadata["history"]["steps"] >= 3
 
 
+def test_resume_continues_a_saved_checkpoint(panel, qtbot, tmp_path):
+    first = tmp_path / "first.safetensors"
+    panel.start(tiny(epochs=1, checkpoint_path=str(first)))
+    assert wait_finished(qtbot, panel)["ok"]
+    snapshots = []
+    panel.modelSnapshot.connect(snapshots.append)
+    panel.choose_checkpoint = lambda: str(first)
+    panel._pick_resume()  # the "…" button beside "Continue from"
+    assert panel.spec().resume_path == str(first) and not panel.family_box.isEnabled()
+    assert panel.checkpoint_edit.text() == str(first)  # continuing a file saves back into it
+    panel.set_spec(tiny(epochs=1, kind="ae", resume_path=str(first), checkpoint_path=str(first)))
+    with qtbot.waitSignal(panel.trainingStarted, timeout=TIMEOUT_MS) as started:
+        panel.start()
+    assert started.args[0]["family"] == "vae" and started.args[0]["first_epoch"] == 2  # the checkpoint's model
+    result = wait_finished(qtbot, panel)
+    assert result["ok"] and [s.epoch for s in snapshots] == [2, 2]
+    assert checkpoint.load(first).metadata["history"]["epochs"] == 2
+
+
 def test_gan_and_pca_runs(panel, qtbot):
     epochs = []
     panel.start(tiny(kind="gan", latent_dim=8, base_channels=8, epochs=1, batch_size=128, lr=2e-4))

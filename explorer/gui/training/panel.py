@@ -5,9 +5,10 @@ receives plain-data signals from it. The GUI thread never waits on training
 except in :meth:`TrainingPanel.request_close` / :meth:`TrainingPanel.shutdown`,
 where it waits for the current step to finish and the checkpoint to be written.
 
-Painting is throttled: progress reports arrive at most 10 times a second and
+Painting is throttled: progress reports arrive at most 5 times a second and
 only touch the progress bar and one label; loss curves are redrawn by a timer
-at most 4 times a second, and the image grids and KL bars change once per epoch.
+at most once a second (not at all while hidden), and the image grids and KL
+bars change once per epoch.
 That keeps the panel's share of the CPU (and of the GIL the training loop also
 needs) small; see ``benchmarks/panel_overhead.py``.
 """
@@ -51,7 +52,10 @@ CURVES: dict[str, list[tuple[str, str, str]]] = {
 }
 ACTIVE_BRUSH = pg.mkBrush("#1f77b4")
 COLLAPSED_BRUSH = pg.mkBrush("#c8c8c8")
-CURVE_REDRAW_MS = 250  # loss curves repaint at most 4 times a second
+# Loss curves repaint at most once a second (and at each epoch end). Each repaint of a pyqtgraph
+# plot whose range moved costs ~10 ms of GUI-thread time, and each new range repaints twice (data,
+# then auto-range): at 4 Hz that was ~10% of a 2-core machine's CPU, taken from the trainer.
+CURVE_REDRAW_MS = 1000
 MESSAGE_STYLES = {
     "error": "background: #fdecea; color: #611a15; border: 1px solid #f5c2c0; border-radius: 4px; padding: 6px",
     "warning": "background: #fff4e5; color: #663c00; border: 1px solid #ffd8a8; border-radius: 4px; padding: 6px",
@@ -80,9 +84,11 @@ class LossPlot(pg.PlotWidget):
         item = self.getPlotItem()
         item.setTitle("Loss per image (line: training, dots: test set)")
         item.setLabel("bottom", "epoch")
+        for side in ("bottom", "left"):  # "epoch (x0.001)" confuses more than it saves
+            item.getAxis(side).enableAutoSIPrefix(False)
         item.showGrid(x=True, y=True, alpha=0.2)
         item.setMenuEnabled(True)
-        self.legend = item.addLegend(offset=(-10, 10))
+        self.legend = item.addLegend(offset=(-10, 10), brush=pg.mkBrush(255, 255, 255, 210))
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.tests: dict[str, pg.ScatterPlotItem] = {}
         self._x: dict[str, list[float]] = {}
@@ -102,6 +108,9 @@ class LossPlot(pg.PlotWidget):
         self._x, self._y, self._tx, self._ty = {}, {}, {}, {}
         self._spec = CURVES.get(family, [("loss", "loss", "#333333")])
         self._dirty = False
+        # Forget the previous run's axes: auto-range keeps the old range while there is no data.
+        self.getPlotItem().setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
+        self.getPlotItem().enableAutoRange()
 
     def _ensure(self, key: str) -> bool:
         if key in self.curves:
@@ -141,12 +150,17 @@ class LossPlot(pg.PlotWidget):
                 self._dirty = True
 
     def redraw(self) -> None:
-        if not self._dirty:
+        # Hidden (another tab in front): keep the data, paint nothing until shown again.
+        if not self._dirty or not self.isVisible():
             return
         self._dirty = False
         for key, curve in self.curves.items():
             curve.setData(np.asarray(self._x[key]), np.asarray(self._y[key]))
             self.tests[key].setData(self._tx[key], self._ty[key])
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().showEvent(event)
+        self.redraw()
 
     def point_count(self, key: str) -> int:
         return len(self._y.get(key, []))
@@ -299,7 +313,7 @@ class TrainingPanel(QWidget):
         mf.addRow("Latent size", self.latent_spin)
         self.resume_edit = QLineEdit()
         self.resume_edit.setReadOnly(True)
-        self.resume_edit.setPlaceholderText("no: train a new model")
+        self.resume_edit.setPlaceholderText("none: a new model")
         self.resume_edit.setToolTip("Continue training a saved checkpoint: its model settings replace the ones above")
         resume_pick = QToolButton()
         resume_pick.setText("…")
@@ -381,7 +395,7 @@ class TrainingPanel(QWidget):
         self.period_spin.setRange(0, 100_000)
         self.period_spin.setSpecialValueText("at the end only")
         self.period_spin.setPrefix("every ")
-        self.period_spin.setSuffix(" epochs")
+        self.period_spin.setSuffix(" epoch(s)")
         self.period_spin.setValue(1)
         df.addRow("Save", self.period_spin)
         outer.addWidget(data_box)
@@ -453,6 +467,9 @@ class TrainingPanel(QWidget):
         kind = self._kind()
         extra = FAMILIES[kind][3]
         self.arch_box.setEnabled(kind in ARCH_FAMILIES and not self.resume_edit.text())
+        if kind == "gan":  # always DCGAN convolutions: say so rather than show a stale choice
+            self.arch_box.setCurrentIndex(self.arch_box.findData("conv"))
+        self.model_form.setRowVisible(self.arch_box, kind != "pca")
         self.model_form.setRowVisible(self.extra_spin, extra is not None)
         if extra is not None:
             _field, label, default, lo, hi, decimals = extra
@@ -490,7 +507,8 @@ class TrainingPanel(QWidget):
         """Fill the form from a spec (values the form has no field for are ignored)."""
         self.family_box.setCurrentIndex(max(0, self.family_box.findData(spec.kind)))
         self._family_changed()
-        self.arch_box.setCurrentIndex(max(0, self.arch_box.findData(spec.arch)))
+        if spec.kind in ARCH_FAMILIES:
+            self.arch_box.setCurrentIndex(max(0, self.arch_box.findData(spec.arch)))
         if spec.extra is not None:
             self.extra_spin.setValue(spec.extra)
         self.latent_spin.setValue(spec.latent_dim)
@@ -733,9 +751,11 @@ class TrainingPanel(QWidget):
         epoch = e["epoch"]
         self.loss_plot.add_test(float(epoch), m)
         self.loss_plot.redraw()
-        bits = [f"Epoch {epoch}{' (partial)' if e['partial'] else ''}:"]
-        for key, label in (("loss", "loss"), ("recon", "recon"), ("kl", "KL"), ("d_loss", "D"), ("g_loss", "G"),
-                           ("recon_mse", "MSE")):
+        bits: list[str] = []
+        keys = [("loss", "loss"), ("recon", "recon"), ("kl", "KL"), ("l1", "L1"), ("recon_mse", "MSE")]
+        if self._family == "gan":  # its "loss" is the generator's: show the two players only
+            keys = [("d_loss", "D loss"), ("g_loss", "G loss"), ("d_real", "D(real)"), ("d_fake", "D(fake)")]
+        for key, label in keys:
             if isinstance(m.get(key), (int, float)):
                 test = m.get(f"test_{key}")
                 bits.append(f"{label} {_fmt(m[key])}" + (f" (test {_fmt(test)})" if isinstance(test, float) else ""))
@@ -746,7 +766,8 @@ class TrainingPanel(QWidget):
             bits.append(f"active dims {active}/{len(m['kl_per_dim'])}")
         elif "explained_variance_ratio" in m:
             self.bars_plot.set_explained(m["explained_variance_ratio"])
-        self.metrics_label.setText(" · ".join(bits))
+        partial = " (stopped part-way)" if e["partial"] else ""
+        self.metrics_label.setText(f"Epoch {epoch}{partial}: " + " · ".join(bits))
         if self.progress_bar.maximum() == 1:  # closed-form fit: one "step"
             self.progress_bar.setValue(1)
 
@@ -754,7 +775,8 @@ class TrainingPanel(QWidget):
     def _on_samples(self, s: dict) -> None:
         epoch = s["epoch"]
         if s["samples"] is not None:
-            self.samples_view.show_array(s["samples"], f"epoch {epoch}: the same 16 latent vectors each epoch")
+            n = s.get("n", 0)
+            self.samples_view.show_array(s["samples"], f"epoch {epoch}: the same {n} latent vectors every epoch")
         if s["reconstructions"] is not None:
             self.recon_view.show_array(s["reconstructions"], f"epoch {epoch}: rows alternate test image / "
                                                              "reconstruction")
@@ -790,7 +812,9 @@ class TrainingPanel(QWidget):
         self._redraw_timer.stop()
         self.loss_plot.redraw()
         self.last_result = result
-        self.progress_bar.setRange(0, max(1, self.progress_bar.maximum()))
+        top = max(1, self.progress_bar.maximum())
+        self.progress_bar.setRange(0, top)
+        self.progress_bar.setValue(min(int((self.last_progress or {}).get("run_step", 0)), top))
         saved = result.get("checkpoint") or self._saved
         where = f" Checkpoint saved to {saved}." if saved else ""
         if result.get("error"):

@@ -53,7 +53,9 @@ class TrainingSpec:
     checkpoint_every: int = 0
     max_steps: int | None = None
     resume_path: str | None = None  # continue from this checkpoint (its model config wins over the form's)
-    progress_interval_s: float = 0.1  # the trainer's progress events: at most 10 a second
+    # The trainer's progress events: at most 5 a second. Enough for a smooth bar and curve; each
+    # report costs the GUI thread a repaint of the bar and a label.
+    progress_interval_s: float = 0.2
     n_sample_grid: int = 16
 
     def replace(self, **changes: Any) -> "TrainingSpec":

@@ -15,6 +15,7 @@ between steps.
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import traceback
@@ -67,7 +68,7 @@ class TrainingWorker(QObject):
       (train means since the previous report). At most every ``spec.progress_interval_s``.
     * ``epochEnded(dict)``: epoch (1-based), partial, metrics (the trainer's record: floats, and
       lists such as ``kl_per_dim`` / ``test_kl_per_dim``).
-    * ``samplesReady(dict)``: epoch, cols, samples (H, W, C) uint8 grid or None (no prior),
+    * ``samplesReady(dict)``: epoch, cols, n (images per grid), samples (H, W, C) uint8 square grid or None (no prior),
       reconstructions (H, W, C) uint8 grid of alternating original / reconstruction rows or None.
     * ``snapshot(object)``: a :class:`ModelSnapshot` (CPU state dict + config) at each epoch end,
       and a final one (``final=True``) with the weights the run ended with.
@@ -241,7 +242,9 @@ class TrainingWorker(QObject):
         self.samplesReady.emit({
             "epoch": self._epoch,
             "cols": cols,
-            "samples": None if samples is None else tile(samples, cols),
+            "n": int(len(originals) if samples is None else len(samples)),
+            # A square grid of samples shows them larger than one long strip would.
+            "samples": None if samples is None else tile(samples, max(1, math.ceil(math.sqrt(len(samples))))),
             "reconstructions": None if reconstructions is None else tile(
                 paired_rows(originals, reconstructions, cols), cols),
         })
