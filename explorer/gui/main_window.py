@@ -21,6 +21,7 @@ from explorer.core.latent.projection import ProjectionCache, cache_key
 from .model_entry import ModelEntry
 from .theme import THEMES, apply_theme, muted_css
 from .views.arithmetic import ArithmeticPanel
+from .views.compare_view import CompareView
 from .views.image_panel import ImagePanel, grid, to_uint8_hwc
 from .views.map_view import LatentMapView
 from .views.sliders import LatentSliders
@@ -121,6 +122,8 @@ class MainWindow(QMainWindow):
         self.reroll_button.clicked.connect(self.reroll_samples)
         sl.addWidget(self.reroll_button)
         self.tabs.addTab(samples_page, "Prior samples")
+        self.compare = CompareView(self)
+        self.tabs.addTab(self.compare, "Compare")
         self.setCentralWidget(self.tabs)
 
         # Left: models and projection controls.

@@ -1,0 +1,298 @@
+"""Side-by-side comparison of the opened models that share a dataset (e.g. an AE and a VAE).
+
+Each model gets a PCA map of the same data, Procrustes-aligned to the first so corresponding regions face the
+same way, with the prior's density tinted underneath (where N(0, I) samples land) and the data on top. Hovering
+or clicking a datum in any map highlights it in all of them and shows every model's reconstruction; one shared
+prior sample is decoded by each model; a metrics table (computed in the background) explains its columns in
+tooltips; the whole comparison exports as PNGs and CSV.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QFileDialog, QGridLayout, QHBoxLayout, QLabel, QPushButton, QTableWidget,
+                               QTableWidgetItem, QVBoxLayout, QWidget)
+
+from ..theme import error_css, is_dark
+from .image_panel import ImagePanel, grid, to_uint8_hwc
+from .map_view import HOVER_RADIUS_PX, UniformScatter, label_colours
+
+if TYPE_CHECKING:
+    from ..main_window import MainWindow
+    from ..model_entry import ModelEntry
+
+DENSITY_RESOLUTION = 64
+MAX_POINTS = 20000  # per map: enough to see the shape, light enough for several maps side by side
+
+
+class CompareView(QWidget):
+    def __init__(self, window: "MainWindow") -> None:
+        super().__init__()
+        self.win = window
+        self.entries: list["ModelEntry"] = []
+        self.maps: list[np.ndarray] = []  # aligned positions of the shown rows, per model
+        self.rows = np.zeros(0, np.int64)  # dataset indices shown on the maps
+        self.plots: list[pg.PlotWidget] = []
+        self.markers: list[UniformScatter] = []
+        self.metrics: list[dict[str, Any]] = []
+        self._seed = 0
+        outer = QVBoxLayout(self)
+        top = QHBoxLayout()
+        self.refresh_button = QPushButton("Compare the open models")
+        self.refresh_button.setToolTip("Every open model with a map of the same dataset, side by side")
+        self.refresh_button.clicked.connect(self.refresh)
+        top.addWidget(self.refresh_button)
+        self.reroll_button = QPushButton("New prior sample")
+        self.reroll_button.setToolTip("Decode one new z ~ N(0, I) with every model")
+        self.reroll_button.clicked.connect(self.reroll)
+        top.addWidget(self.reroll_button)
+        self.metrics_button = QPushButton("Compute metrics")
+        self.metrics_button.clicked.connect(self.compute_metrics)
+        top.addWidget(self.metrics_button)
+        self.export_button = QPushButton("Export…")
+        self.export_button.setToolTip("Maps, prior-sample grids, reconstructions and metrics.csv into a folder")
+        self.export_button.clicked.connect(self._ask_export)
+        top.addWidget(self.export_button)
+        top.addStretch(1)
+        self.info = QLabel("Open two or more models of the same dataset (e.g. the demo's AE and VAE), then "
+                           "press 'Compare the open models'.")
+        self.info.setWordWrap(True)
+        outer.addLayout(top)
+        outer.addWidget(self.info)
+        self.error = QLabel("")
+        self.error.setStyleSheet(error_css())
+        outer.addWidget(self.error)
+        self.grid = QGridLayout()
+        # The maps get most of the height; reconstructions and prior samples are small strips under them.
+        self.grid.setRowStretch(0, 6)
+        self.grid.setRowStretch(1, 2)
+        self.grid.setRowStretch(2, 2)
+        outer.addLayout(self.grid, 1)
+        self.table = QTableWidget()
+        self.table.setMaximumHeight(110)
+        self.table.setVisible(False)
+        outer.addWidget(self.table)
+
+    # ------------------------------------------------------------ building
+    def candidates(self) -> list["ModelEntry"]:
+        """Open models with encoded data of the current model's dataset (same image shape)."""
+        current = self.win.current
+        if current is None:
+            return []
+        key = (current.meta.get("dataset"), tuple(current.model.image_shape))
+        return [e for e in self.win.entries
+                if e.latents is not None and (e.meta.get("dataset"), tuple(e.model.image_shape)) == key]
+
+    def refresh(self) -> None:
+        from explorer.core.compare import align_maps, map_bounds, prior_density
+        from explorer.core.latent.projection import make_projection
+
+        self.error.setText("")
+        entries = self.candidates()
+        if len(entries) < 2:
+            self.error.setText("Need at least two open models with maps of the same dataset.")
+            return
+        n = len(entries[0].latents)
+        rng = np.random.default_rng(0)
+        self.rows = np.sort(rng.choice(n, MAX_POINTS, replace=False)) if n > MAX_POINTS else np.arange(n)
+        projections, raw = [], []
+        for e in entries:
+            proj = e.projections.get("pca")
+            if proj is None:  # PCA is instant: fit it here rather than make the user switch maps
+                proj = make_projection("pca")
+                e.maps["pca"] = proj.fit(e.latents)
+                e.projections["pca"] = proj
+            projections.append(proj)
+            raw.append(e.maps["pca"][self.rows])
+        aligned, alignments = align_maps(raw)
+        self.entries, self.maps = entries, [np.asarray(a, np.float32) for a in aligned]
+        bounds = map_bounds(*self.maps)
+        self._clear_grid()
+        labels = entries[0].data.labels[self.rows]
+        names = entries[0].data.label_names
+        colours = label_colours(max(len(names), int(labels.max()) + 1 if len(labels) else 1))
+        for col, (e, pos, proj, align) in enumerate(zip(entries, self.maps, projections, alignments)):
+            plot = pg.PlotWidget(background="#1e1f22" if is_dark() else "w")
+            plot.setMenuEnabled(False)
+            plot.setMinimumHeight(160)
+            plot.setTitle(f"{e.name} ({e.model.family.upper()}, latent {e.model.latent_dim})", size="9pt")
+            density = prior_density(e.model, proj, bounds, n=5000, resolution=DENSITY_RESOLUTION, alignment=align)
+            img = pg.ImageItem(self._density_rgba(density))
+            x0, y0, x1, y1 = bounds
+            img.setRect(pg.QtCore.QRectF(x0, y0, x1 - x0, y1 - y0))
+            img.setZValue(-10)
+            plot.addItem(img)
+            for k in range(len(colours)):
+                mask = labels == k
+                if mask.any():
+                    item = UniformScatter(pos=pos[mask], pxMode=True, size=3, pen=None, brush=pg.mkBrush(colours[k]))
+                    plot.addItem(item)
+            marker = UniformScatter(pxMode=True, size=14, pen=pg.mkPen("#d00", width=2.5), brush=None, symbol="s")
+            marker.setZValue(10)
+            plot.addItem(marker)
+            plot.scene().sigMouseMoved.connect(lambda p, c=col: self._hover(c, p))
+            plot.scene().sigMouseClicked.connect(lambda ev, c=col: self._click(c, ev))
+            self.grid.addWidget(plot, 0, col)
+            recon = ImagePanel("", min_size=72)
+            prior = ImagePanel("", min_size=72)
+            self.grid.addWidget(recon, 1, col)
+            self.grid.addWidget(prior, 2, col)
+            self.plots.append(plot)
+            self.markers.append(marker)
+            self.recon_panels.append(recon)
+            self.prior_panels.append(prior)
+        self.info.setText("Maps: PCA of the same data, aligned to the first (rotation/mirror/scale). Coloured "
+                          "points: the encoded data. Red tint: where N(0, I) samples land; an AE's data often "
+                          "lies far from it, a VAE's covers it. Hover or click a point: every model's "
+                          "reconstruction of it. Bottom row: one prior sample decoded by each model.")
+        self.reroll(reset=True)
+        self.highlight(int(self.rows[0]))
+
+    def _clear_grid(self) -> None:
+        while self.grid.count():
+            w = self.grid.takeAt(0).widget()
+            if w is not None:
+                w.deleteLater()
+        self.plots, self.markers = [], []
+        self.recon_panels: list[ImagePanel] = []
+        self.prior_panels: list[ImagePanel] = []
+
+    @staticmethod
+    def _density_rgba(density: np.ndarray) -> np.ndarray:
+        d = np.asarray(density, np.float64)
+        d = d / d.max() if d.max() > 0 else d
+        rgba = np.zeros((*d.shape, 4), np.uint8)
+        rgba[..., 0] = 220
+        rgba[..., 1] = 60
+        rgba[..., 2] = 60
+        rgba[..., 3] = (np.sqrt(d) * 150).astype(np.uint8)
+        return rgba
+
+    # ------------------------------------------------------------ linked hover / selection
+    def _pick(self, col: int, scene_pos) -> int:
+        plot = self.plots[col]
+        vb = plot.getPlotItem().getViewBox()
+        if not vb.sceneBoundingRect().contains(scene_pos):
+            return -1
+        p = vb.mapSceneToView(scene_pos)
+        pos = self.maps[col]
+        d = np.hypot(pos[:, 0] - p.x(), pos[:, 1] - p.y())
+        i = int(np.argmin(d))
+        px = vb.viewPixelSize()
+        return int(self.rows[i]) if d[i] <= HOVER_RADIUS_PX * float(np.hypot(*px) / np.sqrt(2)) else -1
+
+    def _hover(self, col: int, scene_pos) -> None:
+        idx = self._pick(col, scene_pos)
+        if idx >= 0:
+            self.highlight(idx)
+
+    def _click(self, col: int, event) -> None:
+        idx = self._pick(col, event.scenePos())
+        if idx >= 0:
+            self.highlight(idx)
+            self.win.select_datum(idx)
+
+    def highlight(self, idx: int) -> None:
+        """Mark datum ``idx`` in every map and show each model's reconstruction of it."""
+        where = np.flatnonzero(self.rows == idx)
+        data = self.entries[0].data if self.entries else None
+        for col, e in enumerate(self.entries):
+            if len(where):
+                self.markers[col].setData(pos=self.maps[col][where])
+            recon = e.reconstruct_uint8(idx)
+            if recon is not None:
+                original = to_uint8_hwc(data.images[idx]).astype(np.float32)
+                err = float(np.mean((recon.astype(np.float32) - original) ** 2)) / 255**2
+                self.recon_panels[col].show_array(recon, f"#{idx} reconstructed, MSE {err:.4f}")
+
+    # ------------------------------------------------------------ prior samples
+    def reroll(self, reset: bool = False) -> None:
+        import torch
+
+        if not self.entries:
+            return
+        self._seed = 0 if reset else self._seed + 1
+        dims = {e.model.latent_dim for e in self.entries}
+        gen = torch.Generator().manual_seed(self._seed)
+        shared = {d: torch.randn(16, d, generator=gen).numpy() for d in sorted(dims)}
+        for col, e in enumerate(self.entries):
+            images = e.decode_batch_uint8(shared[e.model.latent_dim])
+            same = "the same z as the others" if len(dims) == 1 else f"z in {e.model.latent_dim} dimensions"
+            # The first image is "the" shared sample; the grid shows 15 more for coverage.
+            self.prior_panels[col].show_array(grid(images, 8), f"prior samples, seed {self._seed}: {same}")
+
+    # ------------------------------------------------------------ metrics
+    def compute_metrics(self) -> None:
+        from explorer.core.compare import METRIC_COLUMNS, model_metrics
+
+        if not self.entries:
+            self.refresh()
+        entries = list(self.entries)
+        if not entries:
+            return
+        data = entries[0].data
+        self.metrics_button.setEnabled(False)
+        self.table.clear()
+        self.table.setRowCount(0)
+
+        def work(progress, cancel):
+            rows = []
+            for i, e in enumerate(entries):
+                progress(i / len(entries), f"metrics of {e.name}")
+                rows.append(model_metrics(e.model, data, max_items=2000, max_train=5000, n_samples=500,
+                                          cancel=cancel))
+            return rows
+
+        def done(rows) -> None:
+            self.metrics_button.setEnabled(True)
+            self.metrics = rows
+            cols = [c for c in METRIC_COLUMNS if any(r.get(c.name) is not None for r in rows)]
+            self.table.setColumnCount(len(cols))
+            self.table.setRowCount(len(rows))
+            for j, c in enumerate(cols):
+                head = QTableWidgetItem(f"{c.title} ({'↑' if c.direction == 'higher' else '↓' if c.direction == 'lower' else '·'})")
+                head.setToolTip(f"{c.help} Unit: {c.unit}.")
+                self.table.setHorizontalHeaderItem(j, head)
+            self.table.setVerticalHeaderLabels([e.name for e in entries])
+            for i, r in enumerate(rows):
+                for j, c in enumerate(cols):
+                    v = r.get(c.name)
+                    text = "–" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+                    item = QTableWidgetItem(text)
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                    self.table.setItem(i, j, item)
+            self.table.resizeColumnsToContents()
+            self.table.setVisible(True)
+
+        def failed(msg: str) -> None:
+            self.metrics_button.setEnabled(True)
+            self.error.setText(msg.partition(": ")[2] or msg)
+
+        self.win.tasks.start(work, on_done=done, on_error=failed, on_progress=self.win._progress)
+
+    # ------------------------------------------------------------ export
+    def _ask_export(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export the comparison into a folder")
+        if folder:
+            self.export(folder)
+
+    def export(self, folder: str) -> None:
+        from explorer.core.compare import write_comparison
+
+        entries = self.entries or self.candidates()
+        if len(entries) < 2:
+            self.error.setText("Need at least two open models with maps of the same dataset.")
+            return
+        models = [e.model for e in entries]
+        names = [e.name.removesuffix(".safetensors") for e in entries]
+        data = entries[0].data
+        self.win.run_io(lambda: write_comparison(models, data, folder, names=names, max_items=2000,
+                                                 max_train=5000, n_samples=500),
+                        f"Exported the comparison to {folder}", self.error)
+
+
+__all__ = ["CompareView"]
