@@ -355,13 +355,30 @@ class MainWindow(QMainWindow):
 
         result: dict[str, bool] = {"ok": True}
 
+        untrusted: dict[str, str] = {}
+
+        def work_checked(progress, cancel):
+            from explorer.core.adapter import UntrustedCodeError
+
+            try:
+                return work(progress, cancel)
+            except UntrustedCodeError as exc:
+                untrusted["path"] = exc.path
+                raise
+
         def failed(msg: str) -> None:
             result["ok"] = False
             self._one_load_settled()
             self.statusBar().clearMessage()
+            if "path" in untrusted and self.confirm_trust(untrusted["path"], path):
+                from explorer.core.adapter import trust_code
+
+                trust_code(untrusted["path"])
+                self.open_model(path)
+                return
             self.show_error("Cannot open model", _strip_exception(msg))
 
-        self.tasks.start(work, on_done=lambda result: self._model_loaded(path, *result), on_error=failed)
+        self.tasks.start(work_checked, on_done=lambda result: self._model_loaded(path, *result), on_error=failed)
         return result["ok"]
 
     def _model_loaded(self, path: str, model, identity: str = "") -> None:
@@ -379,6 +396,15 @@ class MainWindow(QMainWindow):
         self._one_load_settled()
         self.statusBar().showMessage(f"Opened {entry.name}", 3000)
         self._prepare_data(entry)
+
+    def confirm_trust(self, code_path: str, checkpoint: str) -> bool:
+        """An imported model runs the Python file (or archive) it names: ask before running it."""
+        answer = QMessageBox.question(
+            self, "Run this model's code?",
+            f"{Path(checkpoint).name} was imported from your own model code:\n\n{code_path}\n\nOpening it runs "
+            "that code. Only continue if you trust it (for example, you wrote it).",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Cancel)
+        return answer == QMessageBox.StandardButton.Yes
 
     def _one_load_settled(self) -> None:
         if self._focus is not None:
@@ -1086,11 +1112,7 @@ class MainWindow(QMainWindow):
         if entry is None:
             self.show_error("No model", "Open a model first, then drop images onto it.")
             return
-        if not entry.model.capabilities.has_encoder:
-            self.show_error("Cannot encode images",
-                            f"{entry.name} is a {entry.model.family.upper()} without an encoder; images cannot "
-                            "be placed in its latent space by encoding.")
-            return
+        invert = not entry.model.capabilities.has_encoder  # GANs: optimise z to reproduce each image
         c, h, _ = entry.model.image_shape
         files: list[Path] = []
         for p in map(Path, paths):
@@ -1099,7 +1121,7 @@ class MainWindow(QMainWindow):
             else:
                 files.append(p)
         files = files[:MAX_DROPPED_IMAGES]
-        self._set_busy(f"Encoding {len(files)} images", cancellable=False)
+        self._set_busy(f"{'Inverting' if invert else 'Encoding'} {len(files)} images", cancellable=invert)
         key = self.projection_key()
         proj = entry.projections.get(key)
         projector = self.projector
@@ -1112,8 +1134,16 @@ class MainWindow(QMainWindow):
                 reasons = "; ".join(f"{f.name}: {why}" for f, why in decoded.failures[:3])
                 raise ValueError(f"none of the {len(files)} files could be read as an image ({reasons})")
             images = convert_channels(decoded.images, c)
-            with torch.inference_mode():
-                z = entry.model.encode(torch.from_numpy(images).float().div_(255.0)).numpy().astype(np.float32)
+            if invert:
+                from explorer.core.inversion import images_to_latents
+
+                z, _errors, _how = images_to_latents(
+                    entry.model, images, cancel=cancel,
+                    progress=lambda done, total: progress(done / max(total, 1), "inverting the generator"))
+                z = np.asarray(z, np.float32)
+            else:
+                with torch.inference_mode():
+                    z = entry.model.encode(torch.from_numpy(images).float().div_(255.0)).numpy().astype(np.float32)
             pos = None
             if proj is not None:
                 if proj.exact_inverse:
@@ -1154,7 +1184,12 @@ class MainWindow(QMainWindow):
             self._set_busy(None)
             self.show_error("Cannot add images", _strip_exception(msg))
 
-        self.tasks.start(work, on_done=done, on_error=failed)
+        def cancelled() -> None:
+            self._set_busy(None)
+            self.statusBar().showMessage("Adding images cancelled", 5000)
+
+        self._projection_task = self.tasks.start(work, on_done=done, on_error=failed, on_progress=self._progress,
+                                                 on_cancel=cancelled)
 
     # ================================================================ shutdown
     def restore_layout(self) -> None:

@@ -43,3 +43,31 @@ def test_unreadable_images_show_an_error(window, digits_vae, tmp_path, monkeypat
     window.add_images([str(bad)])
     assert shown and "x.png" in shown[0]
     assert window.current.dropped is None and window.isVisible()
+
+
+def test_images_dropped_on_a_gan_are_found_by_inversion(window, tmp_path):
+    from explorer.core import save_model
+    from explorer.core.models import build_model
+
+    torch.manual_seed(0)
+    gan = build_model("gan", latent_dim=8, image_shape=(1, 16, 16), base_channels=8).eval()
+    with torch.no_grad():  # an untrained generator draws flat grey; sharpen it so images differ
+        for conv in [m for m in gan.generator.modules() if isinstance(m, torch.nn.ConvTranspose2d)][-1:]:
+            conv.weight.mul_(2000)
+    path = save_model(gan, tmp_path / "gan.safetensors", dataset="digits")
+    window.open_model(str(path))
+    gan = window.current.model
+    with torch.inference_mode():
+        made = gan.decode(torch.randn(2, 8, generator=torch.Generator().manual_seed(3)))
+    for i, img in enumerate((made[:, 0].numpy() * 255).round().astype(np.uint8)):
+        Image.fromarray(img).save(tmp_path / f"g{i}.png")
+    window.add_images([str(tmp_path / "g0.png"), str(tmp_path / "g1.png")])
+    images, z, pos, names = window.current.dropped
+    assert names == ["img_g0", "img_g1"] and pos is None  # no map for a GAN, but named vectors
+    with torch.inference_mode():
+        again = gan.decode(torch.from_numpy(z)).numpy()
+        chance = gan.decode(torch.randn(64, 8, generator=torch.Generator().manual_seed(9))).numpy()
+    target = images.astype(np.float32) / 255
+    baseline = np.mean([np.mean((c - target) ** 2) for c in chance])  # a random z's error
+    assert target.std() > 0.05
+    assert np.mean((again - target) ** 2) < 0.2 * baseline
