@@ -29,6 +29,7 @@ from .workers import LatestWinsWorker, TaskRunner
 
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 DEMO_MODELS = [RESOURCES / "demo" / "mnist-vae.safetensors", RESOURCES / "demo" / "mnist-ae.safetensors"]
+FACES_DEMO = RESOURCES / "demo" / "faces-vae.safetensors"
 MAX_RECENT = 10
 SLIDER_REFRESH_MS = 30
 SLOW_PROJECTIONS = ("tsne", "umap")
@@ -249,6 +250,9 @@ class MainWindow(QMainWindow):
         demo = QAction("Open &demo models", self)
         demo.triggered.connect(self.open_demo)
         file_menu.addAction(demo)
+        faces = QAction("Open &faces demo (vector arithmetic)", self)
+        faces.triggered.connect(self.open_faces_demo)
+        file_menu.addAction(faces)
         file_menu.addSeparator()
         close = QAction("&Close model", self)
         close.setShortcut("Ctrl+W")
@@ -338,6 +342,18 @@ class MainWindow(QMainWindow):
         self._focus = {"path": str(DEMO_MODELS[0]), "pending": len(DEMO_MODELS)}
         for path in DEMO_MODELS:
             self.open_model(str(path))
+
+    def open_faces_demo(self) -> None:
+        """The conv VAE on procedural faces: its attribute vectors are computed as soon as the faces are
+        encoded, so "smiling" is in the Vectors list; select it and move the strength slider."""
+        if not FACES_DEMO.exists():
+            self.show_error("Demo model missing", f"The bundled faces demo {FACES_DEMO} is not installed.")
+            return
+        self.open_model(str(FACES_DEMO))
+        self.arithmetic_dock.raise_()
+        self.arithmetic.setCurrentIndex(0)
+        self.statusBar().showMessage("Faces demo: pick a vector (e.g. smiling) under Arithmetic › Vectors and "
+                                     "move the strength slider", 15000)
 
     def open_model(self, path: str) -> bool:
         """Load a checkpoint in the background; errors go to a dialog. Returns False on a synchronous failure."""

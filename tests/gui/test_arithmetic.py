@@ -175,3 +175,14 @@ def test_faces_get_attribute_vectors_and_an_entanglement_report(window, faces_va
     after = entry.probes.predict(entry.cursor_latent[None])[0, entry.probes.names.index("smiling")]
     assert after > before  # the smile probe moves the way the vector points
     assert "smiling" in panel.entangle_label.text()
+
+
+def test_faces_demo_opens_with_its_vectors_ready(window):
+    from explorer.gui.main_window import FACES_DEMO
+
+    if not FACES_DEMO.exists():
+        pytest.skip("faces demo not bundled")
+    window.open_faces_demo()
+    entry = window.current
+    assert entry.name == "faces-vae.safetensors" and entry.latents is not None
+    assert "smiling" in entry.vectors and entry.probes is not None
