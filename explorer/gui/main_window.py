@@ -238,6 +238,10 @@ class MainWindow(QMainWindow):
         file_menu.addAction(act)
         self.recent_menu = file_menu.addMenu("Open &recent")
         self._refresh_recent_menu()
+        importer = QAction("&Import your own model…", self)
+        importer.setShortcut("Ctrl+I")
+        importer.triggered.connect(self.show_import_dialog)
+        file_menu.addAction(importer)
         save_session = QAction("&Save session…", self)
         save_session.setShortcut(QKeySequence.StandardKey.Save)
         save_session.triggered.connect(self._ask_save_session)
@@ -342,6 +346,13 @@ class MainWindow(QMainWindow):
         self._focus = {"path": str(DEMO_MODELS[0]), "pending": len(DEMO_MODELS)}
         for path in DEMO_MODELS:
             self.open_model(str(path))
+
+    def show_import_dialog(self):
+        from .views.import_dialog import ImportDialog
+
+        dialog = ImportDialog(self)
+        dialog.show()
+        return dialog
 
     def open_faces_demo(self) -> None:
         """The conv VAE on procedural faces: its attribute vectors are computed as soon as the faces are
