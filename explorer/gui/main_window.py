@@ -37,6 +37,7 @@ WARM_UP_DELAY_MS = 5000
 DECODE_CHUNK = 64
 MAX_HISTORY = 100  # epochs of weights kept for the latent-history slider
 MAX_DROPPED_IMAGES = 2000
+INVERT_OPTIONS: dict[str, Any] = {"steps": 300, "restarts": 4}  # GAN inversion of dropped images
 PROJECTIONS = [("PCA", "pca"), ("t-SNE", "tsne"), ("UMAP", "umap"), ("Two latent dimensions", "dims")]
 
 
@@ -1165,7 +1166,7 @@ class MainWindow(QMainWindow):
                 from explorer.core.inversion import images_to_latents
 
                 z, _errors, _how = images_to_latents(
-                    entry.model, images, cancel=cancel,
+                    entry.model, images, cancel=cancel, **INVERT_OPTIONS,
                     progress=lambda done, total: progress(done / max(total, 1), "inverting the generator"))
                 z = np.asarray(z, np.float32)
             else:

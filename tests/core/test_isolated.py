@@ -26,9 +26,15 @@ def proc():
     p.close()
 
 
-def test_tsne_in_child_matches_the_interface(proc, latents):
+@pytest.fixture(scope="module")
+def fitted(proc, latents):
     seen = []
     proj = proc.fit("tsne", latents, TSNE, progress=lambda f, m: seen.append(f))
+    return proj, seen
+
+
+def test_tsne_in_child_matches_the_interface(proc, latents, fitted):
+    proj, seen = fitted
     assert proj.method == "tsne" and proj.embedding.shape == (800, 2)
     assert proj.inverse_ready and proj.inverse_error < 0.9
     # The four clusters stay apart on the map: neighbours on the map share a cluster.
@@ -40,7 +46,18 @@ def test_tsne_in_child_matches_the_interface(proc, latents):
     assert proc.alive  # the child stays for the next request
 
 
-def test_cancel_kills_the_child_quickly(proc, latents):
+def test_new_points_are_placed_by_the_library_transform(proc, latents, fitted):
+    proj, _ = fitted  # the child that fitted it is still running
+    assert proc.can_transform(proj)
+    new = latents[:3] + 0.01
+    pos = proc.transform(proj, new)
+    assert pos.shape == (3, 2) and np.isfinite(pos).all()
+    # openTSNE places a point next to its near-duplicate in the data.
+    spread = np.ptp(proj.embedding, axis=0).max()
+    assert np.linalg.norm(pos - proj.embedding[:3], axis=1).max() < 0.1 * spread
+
+
+def test_cancel_kills_the_child_quickly(proc, latents, fitted):
     cancel = threading.Event()
     big = np.repeat(latents, 20, axis=0) + np.random.default_rng(1).normal(size=(16000, 6)).astype(np.float32)
     threading.Timer(1.0, cancel.set).start()
@@ -49,6 +66,7 @@ def test_cancel_kills_the_child_quickly(proc, latents):
         proc.fit("tsne", big, {"seed": 0}, cancel=cancel)
     assert time.perf_counter() - t0 < 6.0
     assert not proc.alive
+    assert not proc.can_transform(fitted[0])  # the killed child's maps are gone with it
     # ...and the next request starts a fresh child.
     proj = proc.fit("dims", latents, {"i": 0, "j": 2})
     np.testing.assert_array_equal(proj.embedding, latents[:, [0, 2]])
@@ -68,16 +86,3 @@ def test_a_dead_child_is_reported(proc, latents):
     threading.Timer(0.8, proc.kill).start()
     with pytest.raises(ProjectionProcessError, match="stopped"):
         proc.fit("tsne", big, {"seed": 0}, cancel=cancel)
-
-
-def test_new_points_are_placed_by_the_library_transform(proc, latents):
-    proj = proc.fit("tsne", latents, TSNE)
-    assert proc.can_transform(proj)
-    new = latents[:3] + 0.01
-    pos = proc.transform(proj, new)
-    assert pos.shape == (3, 2) and np.isfinite(pos).all()
-    # openTSNE places a point next to its near-duplicate in the data.
-    spread = np.ptp(proj.embedding, axis=0).max()
-    assert np.linalg.norm(pos - proj.embedding[:3], axis=1).max() < 0.1 * spread
-    proc.close()
-    assert not proc.can_transform(proj)

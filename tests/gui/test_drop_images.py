@@ -45,7 +45,8 @@ def test_unreadable_images_show_an_error(window, digits_vae, tmp_path, monkeypat
     assert window.current.dropped is None and window.isVisible()
 
 
-def test_images_dropped_on_a_gan_are_found_by_inversion(window, tmp_path):
+def test_images_dropped_on_a_gan_are_found_by_inversion(window, tmp_path, monkeypatch):
+    monkeypatch.setattr("explorer.gui.main_window.INVERT_OPTIONS", {"steps": 150, "restarts": 2})
     from explorer.core import save_model
     from explorer.core.models import build_model
 
