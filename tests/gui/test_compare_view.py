@@ -54,3 +54,16 @@ def test_compare_needs_two_models(window, digits_vae):
     window.open_model(str(digits_vae))
     window.compare.refresh()
     assert "two" in window.compare.error.text()
+
+
+def test_rate_distortion_plots_models_against_pca(window, digits_vae, digits_ae):
+    window.open_model(str(digits_vae))
+    window.open_model(str(digits_ae))
+    view = window.compare
+    view.compute_rate_distortion()
+    kinds = {(r["kind"], r["latent_dim"]) for r in view.rd_rows}
+    assert ("model", 4) in kinds and ("pca baseline", 4) in kinds
+    assert not view.rd_plot.isHidden() and len(view.rd_plot.getPlotItem().listDataItems()) == 3
+    # Non-linear models of the same size reconstruct better than the linear baseline.
+    pca = next(r for r in view.rd_rows if r["kind"] != "model")
+    assert all(r["recon_bce"] < pca["recon_bce"] for r in view.rd_rows if r["kind"] == "model")

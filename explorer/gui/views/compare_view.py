@@ -53,6 +53,12 @@ class CompareView(QWidget):
         self.metrics_button = QPushButton("Compute metrics")
         self.metrics_button.clicked.connect(self.compute_metrics)
         top.addWidget(self.metrics_button)
+        self.rd_button = QPushButton("Rate–distortion")
+        self.rd_button.setToolTip("Reconstruction error against latent size for the open models, with PCA at the "
+                                  "same sizes as the linear baseline (train models of other sizes in the Training "
+                                  "dock to fill the curve)")
+        self.rd_button.clicked.connect(self.compute_rate_distortion)
+        top.addWidget(self.rd_button)
         self.export_button = QPushButton("Export…")
         self.export_button.setToolTip("Maps, prior-sample grids, reconstructions and metrics.csv into a folder")
         self.export_button.clicked.connect(self._ask_export)
@@ -72,6 +78,14 @@ class CompareView(QWidget):
         self.grid.setRowStretch(1, 2)
         self.grid.setRowStretch(2, 2)
         outer.addLayout(self.grid, 1)
+        self.rd_plot = pg.PlotWidget(background="w")
+        self.rd_plot.setMaximumHeight(220)
+        self.rd_plot.setLabel("bottom", "latent size")
+        self.rd_plot.setLabel("left", "reconstruction BCE (nats/image)")
+        self.rd_plot.addLegend(offset=(-10, 10))
+        self.rd_plot.setVisible(False)
+        outer.addWidget(self.rd_plot)
+        self.rd_rows: list[dict[str, Any]] = []
         self.table = QTableWidget()
         self.table.setMaximumHeight(110)
         self.table.setVisible(False)
@@ -273,6 +287,48 @@ class CompareView(QWidget):
             self.error.setText(msg.partition(": ")[2] or msg)
 
         self.win.tasks.start(work, on_done=done, on_error=failed, on_progress=self.win._progress)
+
+    # ------------------------------------------------------------ rate-distortion
+    def compute_rate_distortion(self) -> None:
+        from explorer.core.compare import rate_distortion
+
+        entries = self.candidates()
+        if not entries:
+            self.error.setText("Open models with maps of one dataset first.")
+            return
+        models = [e.model for e in entries]
+        names = [e.name.removesuffix(".safetensors") for e in entries]
+        data = entries[0].data
+        self.rd_button.setEnabled(False)
+
+        def done(rows) -> None:
+            self.rd_button.setEnabled(True)
+            self.show_rate_distortion(rows)
+
+        def failed(msg: str) -> None:
+            self.rd_button.setEnabled(True)
+            self.error.setText(msg.partition(": ")[2] or msg)
+
+        self.win.tasks.start(lambda progress, cancel: rate_distortion(models, data, names=names, max_items=2000),
+                             on_done=done, on_error=failed)
+
+    def show_rate_distortion(self, rows: list[dict[str, Any]]) -> None:
+        self.rd_rows = rows
+        self.rd_plot.clear()
+        self.rd_plot.setBackground("#1e1f22" if is_dark() else "w")
+        pca = sorted((r for r in rows if r["kind"] != "model"), key=lambda r: r["latent_dim"])
+        if pca:
+            self.rd_plot.plot([r["latent_dim"] for r in pca], [r["recon_bce"] for r in pca],
+                              pen=pg.mkPen("#888", width=2, style=Qt.PenStyle.DashLine), symbol="s", symbolSize=7,
+                              symbolBrush="#888", name="PCA (linear baseline)")
+        for family, colour in (("ae", "#0072B2"), ("vae", "#D55E00")):
+            pts = sorted((r for r in rows if r["kind"] == "model" and r["family"] == family),
+                         key=lambda r: r["latent_dim"])
+            if pts:
+                self.rd_plot.plot([r["latent_dim"] for r in pts], [r["recon_bce"] for r in pts],
+                                  pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=9, symbolBrush=colour,
+                                  name=family.upper())
+        self.rd_plot.setVisible(True)
 
     # ------------------------------------------------------------ export
     def _ask_export(self) -> None:
