@@ -19,15 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+from explorer.cli import _positive_int  # one definition for every command
 
 
 def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -150,27 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``compare`` on its own: ``python -m explorer.cli_compare MODEL... --out DIR`` (errors as in cli.main)."""
     from explorer import cli
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
-    argv = [a for a in argv if a != "--debug"]
-    try:
-        parser = cli._Parser(prog="latent-explorer")
-        sub = parser.add_subparsers(dest="command", parser_class=cli._Parser)
-        add_compare_parser(sub)
-        return cmd_compare(parser.parse_args(["compare", *argv]))
-    except cli.CLIError as exc:
-        if debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return cli.EXIT_ERROR
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return cli.EXIT_ERROR
-    except Exception as exc:  # anything unexpected still gets one readable line
-        if debug:
-            raise
-        print(f"error: {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)
-        return cli.EXIT_ERROR
+    return cli.main(["compare", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":  # pragma: no cover
