@@ -64,8 +64,11 @@ from .models.registry import build_model
 __all__ = [
     "ACTIVE_VARIANCE",
     "FACE_STYLES",
+    "FACE_STYLE_COUNT",
+    "FACE_STYLE_SIZE",
     "INFO_COLUMNS",
     "METRIC_COLUMNS",
+    "NO_SHARED_ENCODER",
     "CompareError",
     "MetricColumn",
     "SampleJudge",
@@ -75,6 +78,8 @@ __all__ = [
     "data_density",
     "decoder_swap",
     "face_style_data",
+    "face_style_dataset",
+    "face_style_pair",
     "frechet_distance",
     "label_colours",
     "map_bounds",
@@ -89,9 +94,14 @@ __all__ = [
     "reference_metrics",
     "render_map",
     "sample_judge",
+    "save_swap_pair",
     "shares_encoder",
+    "swap_examples",
+    "swap_rows",
+    "train_face_style_pair",
     "train_shared_encoder",
     "write_comparison",
+    "write_swap_grid",
 ]
 
 # A latent dimension is active when the variance of its code (E[z|x], the posterior mean for a VAE) over the
@@ -967,9 +977,10 @@ def train_shared_encoder(
     (``model_a.train_step``: encoder + decoder A) then one B batch (encoder + decoder B). The encoder must
     serve both decoders, so it learns what the two data sets share (pose, expression) and each decoder adds
     its own style. ``config`` goes to both AE configs (``arch``, ``hidden``, ``loss``...). ``progress(step,
-    total_steps, metrics)`` is called every 50 steps; setting ``stop_event`` stops after the current step.
-    Each model's ``metadata`` names its data set and records the loss history; saving either model stores
-    the encoder weights with it, and :func:`shares_encoder` recognises the pair after loading.
+    total_steps, metrics)`` is called every 50 steps and at each epoch's end; setting ``stop_event`` stops
+    after the current step. Each model's ``metadata`` names its data set and records the loss history;
+    saving either model stores the encoder weights with it, and :func:`shares_encoder` recognises the pair
+    after loading.
     """
     from .models import nets
     from .models.base import adam
@@ -1016,7 +1027,7 @@ def train_shared_encoder(
                 sums["loss_b"] += float(mb["loss"])
                 done += 1
                 step += 1
-                if progress is not None and step % 50 == 0:
+                if progress is not None and (step % 50 == 0 or i == steps_per_epoch - 1 or step >= total):
                     progress(step, total, {k: v / done for k, v in sums.items()})
             if done:
                 history.append({"epoch": epoch + 1, **{k: v / done for k, v in sums.items()}})
@@ -1072,6 +1083,98 @@ def face_style_data(style: str | dict[str, float], count: int = 4000, *, seed: i
         attribute_names=list(ATTRIBUTE_NAMES),
         source=f"procedural faces, style {values}, seed {seed}, identities from {identity_offset}",
     )
+
+
+FACE_STYLE_COUNT = 4000  # faces per style in a pair (and when a style is loaded by name)
+FACE_STYLE_SIZE = 32
+NO_SHARED_ENCODER = "the two models do not share an encoder: the swap means little without a shared encoder"
+
+
+def face_style_dataset(style: str, count: int = FACE_STYLE_COUNT, *, size: int = FACE_STYLE_SIZE,
+                       seed: int = 0) -> ImageData:
+    """One style's faces as a swap pair uses them: ``count`` people, style A's numbered ``0..count-1`` and
+    style B's ``count..2*count-1`` (other people, as in a face swap). ``load_dataset("faces-style-a")`` (and
+    ``-b``) call this, so a pair's checkpoints name data sets that load again."""
+    if style not in FACE_STYLES:
+        raise CompareError(f"unknown face style {style!r}; known: {', '.join(sorted(FACE_STYLES))}")
+    first_person = sorted(FACE_STYLES).index(style) * count
+    return face_style_data(style, count, seed=seed, size=size, identity_offset=first_person)
+
+
+def face_style_pair(count: int = FACE_STYLE_COUNT, *, size: int = FACE_STYLE_SIZE, seed: int = 0,
+                    styles: tuple[str, str] = ("a", "b")) -> tuple[ImageData, ImageData]:
+    """The decoder swap's two data sets (:func:`face_style_dataset` of each style): different people."""
+    if styles[0] == styles[1]:
+        raise CompareError(f"a swap pair needs two face styles, got {styles[0]!r} twice")
+    return (face_style_dataset(styles[0], count, size=size, seed=seed),
+            face_style_dataset(styles[1], count, size=size, seed=seed))
+
+
+def train_face_style_pair(*, count: int = FACE_STYLE_COUNT, size: int = FACE_STYLE_SIZE, seed: int = 0,
+                          styles: tuple[str, str] = ("a", "b"), **train: Any) -> tuple[LatentModel, LatentModel]:
+    """:func:`train_shared_encoder` on :func:`face_style_pair`; ``train`` goes to it (``latent_dim``,
+    ``epochs``, ``hidden``, ``stop_event``, ``progress``...). Each model's metadata gets a ``swap_pair``
+    entry (its role, ``a`` or ``b``, its style and the data's count and seed) on top of what training
+    records."""
+    data_a, data_b = face_style_pair(count, size=size, seed=seed, styles=styles)
+    model_a, model_b = train_shared_encoder(data_a, data_b, seed=seed, **train)
+    for model, role, style in ((model_a, "a", styles[0]), (model_b, "b", styles[1])):
+        model.metadata["swap_pair"] = {"role": role, "style": style, "count": int(count), "seed": int(seed)}
+    return model_a, model_b
+
+
+def save_swap_pair(model_a: LatentModel, model_b: LatentModel, path_a: str | os.PathLike[str],
+                   path_b: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Save a shared-encoder pair as two ordinary checkpoints (atomically, with :func:`checkpoint.save`).
+
+    Each file holds the full model, shared encoder included, so either opens on its own and
+    :func:`shares_encoder` recognises the pair after loading; ``swap_pair.partner`` in each one's metadata
+    names the other file.
+    """
+    from .checkpoint import save
+
+    path_a, path_b = Path(path_a), Path(path_b)
+    if path_a.resolve() == path_b.resolve():
+        raise CompareError(f"both models of the pair would be written to {path_a}: give two file names")
+    out = []
+    for model, path, partner, role in ((model_a, path_a, path_b, "a"), (model_b, path_b, path_a, "b")):
+        pair = dict((getattr(model, "metadata", None) or {}).get("swap_pair") or {"role": role})
+        pair["partner"] = partner.name
+        out.append(save(model, path, swap_pair=pair))
+    return out[0], out[1]
+
+
+def swap_rows(model_a: LatentModel, model_b: LatentModel, images: np.ndarray | torch.Tensor) -> np.ndarray:
+    """The rows of a swap picture, uint8 (3, N, H, W, C): the images, model A's own reconstruction of them,
+    and :func:`decoder_swap` (A's encoder, B's decoder). CompareError when the models cannot be swapped."""
+    from .export import to_frames
+
+    if tuple(model_b.image_shape) != tuple(model_a.image_shape):
+        raise CompareError(f"the encoder takes images of shape {list(model_a.image_shape)} (C, H, W) but the "
+                           f"decoder draws {list(model_b.image_shape)}: swap between models of one image shape")
+    if len(images) == 0:
+        raise CompareError("no images to swap")
+    swapped = decoder_swap(model_a, model_b, images)  # checks the encoder, the latent sizes and the images
+    own = decoder_swap(model_a, model_a, images)
+    originals = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    if originals.dtype != np.uint8:
+        originals = originals.astype(np.float32)
+    return np.stack([to_frames(originals), to_frames(own), to_frames(swapped)])
+
+
+def swap_examples(data: ImageData, count: int) -> np.ndarray:
+    """Rows of ``data`` to show in a swap: held-out test images first (people neither model has seen), then
+    training images if there are too few; at most ``count``."""
+    order = np.concatenate([np.arange(data.n_train, len(data)), np.arange(data.n_train)])
+    return order[:max(0, int(count))]
+
+
+def write_swap_grid(path: str | os.PathLike[str], rows: np.ndarray, *, min_size: int = 112) -> Path:
+    """:func:`swap_rows`' rows as one PNG grid (a row each), enlarged as :func:`export.save_png_grid` does."""
+    from .export import save_png_grid
+
+    n_rows, n = rows.shape[:2]
+    return save_png_grid(path, rows.reshape(n_rows * n, *rows.shape[2:]), nrow=n, min_size=min_size)
 
 
 # ====================================================================== pictures

@@ -7,6 +7,11 @@
   dataset-fashion-mnist, or $LATENT_EXPLORER_FASHION_MNIST); ``fashion-mnist:PATH`` a folder of IDX files
 - ``digits``: scikit-learn's 1797 8x8 digits
 - ``faces``: procedural 64x64 faces with 10 exact attributes (see ``faces``), ``count`` of them, by ``seed``
+- ``faces-style-a``, ``faces-style-b``: the decoder swap's two procedural face styles
+  (``explorer.core.compare.face_style_pair``): ``count`` faces (default 4000) of ``image_size`` (default 32);
+  B's people are others than A's; the attributes are those that vary (not the style's fixed ones). Loadable
+  by name (a swap pair's checkpoints name them) but not listed in ``DATASET_NAMES``: they exist for the
+  decoder swap, not as general training data.
 - ``folder:PATH``: a folder of images, subfolders as labels
 - ``celeba:PATH``: a CelebA-format folder (img_align_celeba/ + list_attr_celeba.txt)
 
@@ -48,6 +53,7 @@ class _Source:
     loader: Loader
     path: Literal["never", "optional", "required"]
     help: str
+    listed: bool = True  # in DATASET_NAMES (the GUI's chooser); unlisted ones still load by name
 
 
 def _mnist(path: Path | None, o: LoadOptions, name: str) -> ImageData:
@@ -77,6 +83,21 @@ def _faces(path: Path | None, o: LoadOptions, name: str) -> ImageData:
     return replace(data, name=name)
 
 
+def _face_style(style: str) -> Loader:
+    def load(path: Path | None, o: LoadOptions, name: str) -> ImageData:
+        from ..compare import FACE_STYLE_COUNT, FACE_STYLE_SIZE, face_style_dataset
+
+        data = face_style_dataset(style, o.count or FACE_STYLE_COUNT, size=o.image_size or FACE_STYLE_SIZE,
+                                  seed=o.seed)
+        # The style's own attributes are constant here: they give no vectors or probes, so only the
+        # attributes that vary (expression, pose, face shape...) are the data set's attributes.
+        a = data.attributes
+        keep = [k for k in range(a.shape[1]) if len(a) and a[:, k].min() != a[:, k].max()]
+        return replace(data, name=name, attributes=a[:, keep], attribute_names=[data.attribute_names[k] for k in keep])
+
+    return load
+
+
 def _folder(path: Path | None, o: LoadOptions, name: str) -> ImageData:
     from .folder import load_folder
 
@@ -101,13 +122,17 @@ _SOURCES: dict[str, _Source] = {
                                                    "fashion-mnist:PATH reads an IDX folder"),
     "digits": _Source(_digits, "never", "1797 handwritten digits 8x8 (scikit-learn)"),
     "faces": _Source(_faces, "never", "procedural 64x64 cartoon faces with 10 exact attributes"),
+    "faces-style-a": _Source(_face_style("a"), "never", "procedural faces in style A (glasses, beard, short black "
+                                                        "hair, light skin) for the decoder swap", listed=False),
+    "faces-style-b": _Source(_face_style("b"), "never", "procedural faces in style B (long blond hair, dark skin, "
+                                                        "no glasses or beard) for the decoder swap", listed=False),
     "folder": _Source(_folder, "required", "folder:PATH, a folder of images; subfolders are labels"),
     "celeba": _Source(_celeba, "required", "celeba:PATH, a CelebA-format folder with attributes"),
 }
 _ALIASES = {"fashion": "fashion-mnist", "fashionmnist": "fashion-mnist", "fmnist": "fashion-mnist",
             "sklearn-digits": "digits"}
 
-DATASET_NAMES: tuple[str, ...] = tuple(k for k, s in _SOURCES.items() if s.path != "required")
+DATASET_NAMES: tuple[str, ...] = tuple(k for k, s in _SOURCES.items() if s.path != "required" and s.listed)
 DATASET_PATTERNS: tuple[str, ...] = tuple(f"{k}:PATH" for k, s in _SOURCES.items() if s.path != "never")
 
 
