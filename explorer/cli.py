@@ -116,9 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export_parser(sub)
     from explorer.cli_compare import add_compare_parser
     from explorer.cli_import import add_import_parser
+    from explorer.cli_swap import add_swap_parser
 
     add_compare_parser(sub)
     add_import_parser(sub)
+    add_swap_parser(sub)
     return parser
 
 
@@ -619,6 +621,12 @@ def cmd_import(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_swap(args: argparse.Namespace) -> int:
+    from explorer.cli_swap import cmd_swap as run
+
+    return run(args)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": cmd_train,
     "info": cmd_info,
@@ -626,6 +634,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "export": cmd_export,
     "compare": cmd_compare,
     "import": cmd_import,
+    "swap": cmd_swap,
 }
 
 
