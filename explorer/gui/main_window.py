@@ -135,6 +135,9 @@ class MainWindow(QMainWindow):
         self.model_list = QListWidget()
         self.model_list.setWordWrap(True)
         self.model_list.currentRowChanged.connect(self._model_row_changed)
+        # The compare tab's decoder swap offers the open models: keep its choices in step with the list.
+        self.model_list.model().rowsInserted.connect(lambda *_: self.compare.swap.models_changed())
+        self.model_list.model().rowsRemoved.connect(lambda *_: self.compare.swap.models_changed())
         ll.addWidget(self.model_list, 1)
         form = QFormLayout()
         self.projection_box = QComboBox()

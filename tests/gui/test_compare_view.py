@@ -45,9 +45,12 @@ def test_compare_two_models_side_by_side(window, digits_vae, digits_ae, tmp_path
     assert len(view.metrics) == 2 and view.table.rowCount() == 2
     assert view.metrics[0]["kl"] is not None and view.metrics[1]["kl"] is None  # VAE vs AE
     assert view.table.horizontalHeaderItem(0).toolTip()
+    view.swap.select(view.entries[0], view.entries[1])  # the VAE's codes through the AE's decoder
+    assert view.swap.rows is not None and not view.swap.shared
     view.export(str(tmp_path / "cmp"))
     assert (tmp_path / "cmp" / "metrics.csv").exists()
     assert len((tmp_path / "cmp" / "metrics.csv").read_text().strip().splitlines()) == 3
+    assert (tmp_path / "cmp" / "decoder-swap.png").exists()  # the swap strip goes with the comparison
 
 
 def test_compare_needs_two_models(window, digits_vae):

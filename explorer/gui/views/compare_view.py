@@ -4,7 +4,8 @@ Each model gets a PCA map of the same data, Procrustes-aligned to the first so c
 same way, with the prior's density tinted underneath (where N(0, I) samples land) and the data on top. Hovering
 or clicking a datum in any map highlights it in all of them and shows every model's reconstruction; one shared
 prior sample is decoded by each model; a metrics table (computed in the background) explains its columns in
-tooltips; the whole comparison exports as PNGs and CSV.
+tooltips; the whole comparison exports as PNGs and CSV. Under it, the decoder swap (``swap_panel``): encode
+with one model, decode with another, and train a shared-encoder pair on two face styles.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from PySide6.QtWidgets import (QFileDialog, QGridLayout, QHBoxLayout, QLabel, QP
 from ..theme import error_css, is_dark
 from .image_panel import ImagePanel, grid, to_uint8_hwc
 from .map_view import HOVER_RADIUS_PX, UniformScatter, label_colours
+from .swap_panel import SwapPanel
 
 if TYPE_CHECKING:
     from ..main_window import MainWindow
@@ -90,6 +92,9 @@ class CompareView(QWidget):
         self.table.setMaximumHeight(110)
         self.table.setVisible(False)
         outer.addWidget(self.table)
+        # Decoder swap: any two open models (ideally a shared-encoder pair), whatever their data sets.
+        self.swap = SwapPanel(window)
+        outer.addWidget(self.swap)
 
     # ------------------------------------------------------------ building
     def candidates(self) -> list["ModelEntry"]:
@@ -337,7 +342,10 @@ class CompareView(QWidget):
             self.export(folder)
 
     def export(self, folder: str) -> None:
-        from explorer.core.compare import write_comparison
+        """Write the comparison into ``folder`` (and ``decoder-swap.png`` when a decoder swap is shown)."""
+        from pathlib import Path
+
+        from explorer.core.compare import write_comparison, write_swap_grid
 
         entries = self.entries or self.candidates()
         if len(entries) < 2:
@@ -346,9 +354,14 @@ class CompareView(QWidget):
         models = [e.model for e in entries]
         names = [e.name.removesuffix(".safetensors") for e in entries]
         data = entries[0].data
-        self.win.run_io(lambda: write_comparison(models, data, folder, names=names, max_items=2000,
-                                                 max_train=5000, n_samples=500),
-                        f"Exported the comparison to {folder}", self.error)
+        swap = self.swap.rows
+
+        def write() -> None:
+            write_comparison(models, data, folder, names=names, max_items=2000, max_train=5000, n_samples=500)
+            if swap is not None:
+                write_swap_grid(Path(folder) / "decoder-swap.png", swap)
+
+        self.win.run_io(write, f"Exported the comparison to {folder}", self.error)
 
 
 __all__ = ["CompareView"]
