@@ -39,6 +39,8 @@ def test_swap_strip_is_a_through_b(window, pair, tmp_path):
     assert window.arithmetic.vectors_error.text() == ""  # style data sets give vectors for what varies
     assert "smiling" in ea.vectors
     view = window.compare.swap
+    # A saved pair opened from disk is recognised by its metadata and shown as a pair at once.
+    assert (view.entry_a(), view.entry_b()) == (ea, eb) and view.rows is not None
     # Both open models are offered; A must have an encoder, B any model.
     assert [view.combo_a.itemData(i) for i in range(view.combo_a.count())] == [str(p) for p in pair]
     view.select(ea, eb)

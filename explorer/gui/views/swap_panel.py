@@ -100,7 +100,7 @@ class SwapPanel(QGroupBox):
         self.error = QLabel("")
         self.error.setStyleSheet(error_css())
         outer.addWidget(self.error)
-        self.strip = ImagePanel("", min_size=150)
+        self.strip = ImagePanel("", min_size=240)
         outer.addWidget(self.strip, 1)
 
     # ------------------------------------------------------------ the two models
@@ -140,6 +140,13 @@ class SwapPanel(QGroupBox):
             self.combo_a.setCurrentIndex(self._a_entries.index(a))
         if b is not None:
             self.combo_b.setCurrentIndex(self._b_entries.index(b))
+        pair = self._open_pair()
+        if pair is not None and self._pending_pair is None and (self.entry_a(), self.entry_b()) != pair:
+            # A saved pair opened from disk: show it as a pair straight away, as after "Train face-style pair…".
+            if prev_a is None or prev_b is None or prev_a is prev_b or prev_a not in pair:
+                self.combo_a.setCurrentIndex(self._a_entries.index(pair[0]))
+                self.combo_b.setCurrentIndex(self._b_entries.index(pair[1]))
+                self.compute()
         if self._pending_pair is not None:
             by_path = {str(Path(e.path)): e for e in entries}
             pa, pb = (by_path.get(str(Path(p))) for p in self._pending_pair)
@@ -148,6 +155,16 @@ class SwapPanel(QGroupBox):
                 self.combo_a.setCurrentIndex(self._a_entries.index(pa))
                 self.combo_b.setCurrentIndex(self._b_entries.index(pb))
                 self.compute()
+
+    def _open_pair(self) -> "tuple[ModelEntry, ModelEntry] | None":
+        """The last opened (A, B) of a saved face-style pair whose two files are both open, if any."""
+        by_name = {Path(e.path).name: e for e in self._b_entries if e.path}
+        for e in reversed(self._a_entries):
+            info = (getattr(e.model, "metadata", None) or {}).get("swap_pair") or {}
+            partner = by_name.get(str(info.get("partner", "")))
+            if info.get("role") == "a" and partner is not None and partner is not e:
+                return e, partner
+        return None
 
     def _default_a(self) -> "ModelEntry | None":
         current = self.win.current
