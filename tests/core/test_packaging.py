@@ -30,3 +30,12 @@ def test_pyinstaller_spec_names_an_entry_point_that_exists():
     entry = (ROOT / "packaging" / "entry.py").read_text()
     assert "freeze_support()" in entry  # the projection child process needs it in a frozen app
     compile(entry, "entry.py", "exec")
+
+
+def test_bundle_scripts_parse():
+    import subprocess
+
+    compile((ROOT / "packaging" / "bundle_check.py").read_text(), "bundle_check.py", "exec")
+    assert '"bundle_check"' in (ROOT / "packaging" / "latent-explorer.spec").read_text()  # entry.py imports it
+    for script in ("build.sh", "smoke.sh"):
+        subprocess.run(["bash", "-n", str(ROOT / "packaging" / script)], check=True)
