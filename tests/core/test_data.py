@@ -141,15 +141,43 @@ def _toggle(attrs: np.ndarray, name: str, seed: int = 3) -> tuple[np.ndarray, np
     return F.render_faces(off, seed, identity=ident), F.render_faces(on, seed, identity=ident)
 
 
-@pytest.mark.parametrize("name", ["smiling", "mouth_open"])
-def test_mouth_attributes_change_only_the_mouth(faces, name):
-    off, on = _toggle(faces.attributes[:40], name)
+def test_mouth_open_changes_only_the_mouth(faces):
+    off, on = _toggle(faces.attributes[:40], "mouth_open")
     changed = (off != on).any(axis=1)  # (N, H, W)
     assert (changed.sum(axis=(1, 2)) >= 8).all(), "every face's mouth must visibly change"
     rows, cols = np.nonzero(changed.any(axis=0))
     # the mouth sits in the lower middle of the face: nothing above the nose or beside the cheeks changes
     assert rows.min() >= 0.5 * 64 and rows.max() <= 0.85 * 64
     assert cols.min() >= 0.25 * 64 and cols.max() <= 0.75 * 64
+
+
+def test_smile_changes_mouth_cheeks_and_eyes_only(faces):
+    off, on = _toggle(faces.attributes[:40], "smiling")
+    changed = (off != on).any(axis=1)
+    # a smile shows in a good part of the face, not just the ~2 px lift of the mouth corners
+    assert (changed.sum(axis=(1, 2)) >= 40).all()
+    rows, cols = np.nonzero(changed.any(axis=0))
+    # between the eyes and the chin: hair, brows, background and shirt stay as they were
+    assert rows.min() >= 0.38 * 64 and rows.max() <= 0.85 * 64
+    assert cols.min() >= 0.15 * 64 and cols.max() <= 0.85 * 64
+    # the eyes narrow: the eye band, above the cheeks, changes in every face
+    band = slice(int(0.38 * 64), int(0.46 * 64))
+    assert (changed[:, band].sum(axis=(1, 2)) >= 2).all() and changed[:, band].sum(axis=(1, 2)).mean() >= 10
+
+
+def test_open_mouth_keeps_its_width_when_smiling(faces):
+    # mouth_open must not depend on the smile: the dark opening is the same width with or without it
+    attrs = faces.attributes[:20].copy()
+    attrs[:, F.ATTRIBUTE_NAMES.index("mouth_open")] = 1
+    attrs[:, F.ATTRIBUTE_NAMES.index("beard")] = 0
+    neutral, smiling = _toggle(attrs, "smiling")
+    def width(img):  # noqa: E306
+        dark = img[:, :, 36:52, 16:48].max(axis=1) < 70  # the inside of the mouth
+        cols = np.nonzero(dark.any(axis=(0, 1)) if dark.ndim == 3 else dark.any(axis=0))[0]
+        return cols.max() - cols.min() + 1 if len(cols) else 0
+    w0 = np.array([width(img[None]) for img in neutral])
+    w1 = np.array([width(img[None]) for img in smiling])
+    assert (w0 >= 4).all() and np.abs(w1 - w0).max() <= 2
 
 
 def _lip_curvature(images: np.ndarray) -> np.ndarray:

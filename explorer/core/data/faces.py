@@ -3,14 +3,15 @@
 No real face data set with attribute labels exists offline, so we draw one. Every face is a pure function of
 its attribute vector and an *identity* (the unlabelled nuisance: background, shirt colour, fringe, iris colour,
 exact proportions, ...). That makes latent-space arithmetic testable with known answers: render the same
-identity with ``smiling`` 0 and 1 and the only difference is the mouth.
+identity with ``smiling`` 0 and 1 and only the mouth, the cheeks and the eyes change.
 
 Attributes (``ATTRIBUTE_NAMES``, in column order; all float32 in [0, 1]):
 
 ==============  =======  ==============================================================================
 name            sampled  meaning
 ==============  =======  ==============================================================================
-smiling         0 / 1    mouth corners up (1) vs a flat, slightly down-turned mouth (0)
+smiling         0 / 1    a wider, deeper mouth curve, flushed cheeks and narrowed "happy" eyes (1)
+                         vs a flat, slightly down-turned mouth (0)
 mouth_open      0 / 1    a dark open mouth with teeth (1) vs closed lips (0)
 glasses         0 / 1    dark round frames with a bridge and arms
 beard           0 / 1    a full beard in the (slightly darker) hair colour
@@ -241,7 +242,12 @@ class _Layout:
         self.eye_y = self.cy - 0.035
         spacing = _col(0.075 + 0.02 * u[:, 14]) + 0.25 * (self.fa - 0.195)
         self.eye_w = _col(0.033 + 0.025 * a["eye_size"])
-        self.eye_h = self.eye_w * 0.72
+        eye_h_neutral = self.eye_w * 0.72
+        self.smile = _col(a["smiling"])
+        # A smile narrows the eyes: at 48-64 px the mouth corners alone move ~2 px, too little for a model
+        # to encode reliably, so the smile shows where a real one does too (mouth, cheeks and eyes).
+        self.eye_h = eye_h_neutral * (1.0 - 0.5 * self.smile)
+        self.iris_r = eye_h_neutral * 0.85  # the narrowed lids cover the iris rather than shrink it
         shift = _col(0.06 * turn)
         right_f = 1.0 - 0.35 * np.maximum(self.turn, 0.0)  # viewer's right eye shrinks as the head turns right
         left_f = 1.0 - 0.35 * np.maximum(-self.turn, 0.0)
@@ -249,7 +255,7 @@ class _Layout:
             (self.cx + shift - spacing * left_f, left_f),
             (self.cx + shift + spacing * right_f, right_f),
         ]
-        self.brow_y = self.eye_y - self.eye_h - _col(0.028 + 0.012 * u[:, 15])
+        self.brow_y = self.eye_y - eye_h_neutral - _col(0.028 + 0.012 * u[:, 15])
         self.brow_arch = _col(-0.008 - 0.014 * u[:, 16])
         self.brow_th = _col(0.011 + 0.005 * u[:, 17])
 
@@ -259,9 +265,14 @@ class _Layout:
 
         self.mouth_x = self.cx + _col(0.065 * turn)
         self.mouth_y = self.cy + _col(0.15 + 0.015 * (u[:, 19] - 0.5))
-        self.mouth_w = _col(0.07 + 0.025 * u[:, 20]) * (1.0 - 0.2 * np.abs(self.turn))
-        # Corner-to-middle drop: ~0.035 for a smile, a slight frown when neutral.
-        self.mouth_depth = _col(-0.008 + 0.043 * a["smiling"] + 0.006 * (u[:, 21] - 0.5))
+        # The open mouth keeps the neutral width whatever the smile, so mouth_open and smiling stay separable.
+        self.mouth_w_open = _col(0.07 + 0.025 * u[:, 20]) * (1.0 - 0.2 * np.abs(self.turn))
+        self.mouth_w = self.mouth_w_open * (1.0 + 0.3 * self.smile)
+        # Corner-to-middle drop: ~0.06 for a smile, a slight frown when neutral.
+        self.mouth_depth = _col(-0.008 + 0.068 * a["smiling"] + 0.006 * (u[:, 21] - 0.5))
+        self.cheek_y = self.cy + 0.065
+        self.cheek_dx = self.fa * 0.58
+        self.blush = np.clip(self.skin * np.float32(0.7) + np.array([0.32, 0.02, 0.04], np.float32), 0.0, 1.0)
         self.mouth_open = _col(a["mouth_open"])
 
         self.fringe_y = self.cy - self.fb * _col(0.45 + 0.25 * u[:, 22])
@@ -326,6 +337,12 @@ def _draw(canvas: _Canvas, L: _Layout) -> None:
     # Gentle shading towards the face's edge so it reads as round rather than flat.
     _paint(v, np.clip(1.0 + face_sd / (0.35 * fa), 0.0, 1.0) * face * 0.35, L.skin_shadow)
 
+    # Smiling cheeks: raised and flushed.
+    if L.smile.max() > 0:
+        for side in (-1.0, 1.0):
+            sd = _ellipse_sd(v, cx + side * L.cheek_dx + 0.02 * L.turn, L.cheek_y, 0.075, 0.055)
+            _paint(v, _coverage(v, sd, soft=3.0) * face * L.smile, L.blush)
+
     # Beard: the lower face below a line that rises towards the ears, with the lips left clear.
     if L.beard.max() > 0:
         rel = (v.x - cx) / fa
@@ -357,7 +374,7 @@ def _draw(canvas: _Canvas, L: _Layout) -> None:
         eye = _coverage(v, sd)
         _paint(v, eye, L.white)
         ix = ex + 0.25 * ew * L.turn
-        iris_r = eh * 0.85
+        iris_r = L.iris_r
         _paint(v, _coverage(v, _ellipse_sd(v, ix, L.eye_y, iris_r * f, iris_r)) * eye, L.iris)
         _paint(v, _coverage(v, _ellipse_sd(v, ix, L.eye_y, iris_r * 0.5 * f, iris_r * 0.5)) * eye, L.pupil)
         glint = _coverage(v, _ellipse_sd(v, ix + iris_r * 0.35, L.eye_y - iris_r * 0.35, 0.008, 0.008), soft=1.5)
@@ -377,11 +394,12 @@ def _draw(canvas: _Canvas, L: _Layout) -> None:
     if v is not None:
         _paint(v, _coverage(v, _stroke_sd(v, L.mouth_x, L.mouth_y, L.mouth_w, L.mouth_depth, 0.011)), L.lips)
         if L.mouth_open.max() > 0:
-            yc, s, norm = _curve(v, L.mouth_x, L.mouth_y, L.mouth_w, L.mouth_depth)
+            yc, _, norm = _curve(v, L.mouth_x, L.mouth_y, L.mouth_w, L.mouth_depth)
+            s = (v.x - L.mouth_x) / L.mouth_w_open
             bulge = np.clip(1.0 - s * s, 0.0, None) * L.mouth_open
             upper = yc - 0.014 * bulge
             lower = yc + 0.055 * bulge
-            along = np.abs(v.x - L.mouth_x) - L.mouth_w
+            along = np.abs(v.x - L.mouth_x) - L.mouth_w_open
             inside_sd = np.maximum(np.maximum(upper - v.y, v.y - lower) * norm, along)
             _paint(v, _coverage(v, inside_sd - 0.009) * L.mouth_open, L.lips)
             inside = _coverage(v, inside_sd)
