@@ -991,7 +991,7 @@ def _hooked_umap_class() -> type:
 
 
 class UMAPProjection(_LearnedInverseProjection):
-    """umap-learn: ~28 s for 70k x 20 on 2 cores once numba has compiled its kernels, which every new
+    """umap-learn: 19-25 s for 70k x 20 on 2 cores once numba has compiled its kernels, which every new
     process does on its first UMAP (40-75 s; see ``warm_up``). Learned inverse.
 
     ``seed=None`` (the default) lets UMAP use every core; a fixed seed makes it reproducible but
