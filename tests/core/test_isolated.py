@@ -1,5 +1,9 @@
 """Slow projections fitted in a child process: results, cancel, errors, a dead child."""
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -86,3 +90,37 @@ def test_a_dead_child_is_reported(proc, latents):
     threading.Timer(0.8, proc.kill).start()
     with pytest.raises(ProjectionProcessError, match="stopped"):
         proc.fit("tsne", big, {"seed": 0}, cancel=cancel)
+
+
+PARENT = """
+import os, signal, sys, threading, time
+from explorer.core.latent.isolated import ProjectionProcess
+proc = ProjectionProcess()
+threading.Thread(target=proc.warm_up, daemon=True).start()  # the child is busy compiling numba's kernels
+while proc._proc is None:
+    time.sleep(0.05)
+print(proc._proc.pid, flush=True)
+time.sleep(2.0)
+os.kill(os.getpid(), signal.SIGKILL)  # no clean-up runs: as when the window is killed or crashes
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_child_exits_when_its_parent_is_killed_mid_fit():
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    assert parent.wait(30) == -signal.SIGKILL
+    deadline = time.monotonic() + 15
+    while _running(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _running(child):
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the projection child outlived its killed parent")

@@ -31,8 +31,8 @@ from .projection import Projection, make_projection
 
 ProgressFn = Callable[[float, str], None]
 POLL_S = 0.05
-NICENESS = 5
-KEEP_FITTED = 8  # maps the child keeps for transform(): t-SNE / UMAP models of 70k points are ~100 MB each  # below the GUI: a fit in the background must not make dragging stutter
+NICENESS = 5  # below the GUI: a fit in the background must not make dragging stutter
+KEEP_FITTED = 8  # maps the child keeps for transform(): t-SNE / UMAP models of 70k points are ~100 MB each
 
 
 class ProjectionProcessError(RuntimeError):
@@ -56,12 +56,31 @@ def _send(conn: Any, header: dict[str, Any], payload: bytes = b"") -> None:
         conn.send_bytes(payload)
 
 
+def _exit_with_parent() -> None:
+    """Exit as soon as the parent process is gone, however it went.
+
+    The pipe's EOF ends the request loop only between requests; a parent killed (or crashed) during a
+    minute of numba compiling or a 70k-point fit would otherwise leave this child burning CPU until the
+    fit ends. The parent's sentinel works on every platform, unlike watching ``getppid()``.
+    """
+    parent = mp.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()
+        os._exit(0)
+
+    threading.Thread(target=watch, name="latent-explorer-parent-watch", daemon=True).start()
+
+
 def _child_main(conn: Any) -> None:
     """The child's loop: one request at a time until the pipe closes."""
     try:
         os.nice(NICENESS)
     except (AttributeError, OSError):  # not on this platform, or not allowed: run at normal priority
         pass
+    _exit_with_parent()
     fitted: dict[str, Projection] = {}  # token -> fitted projection, kept for transform requests
     while True:
         try:
