@@ -646,7 +646,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A bare list of files opens them in the GUI: `latent-explorer a.safetensors`.
         if argv and argv[0] not in COMMANDS and (argv[0].endswith(".safetensors") or os.path.isfile(argv[0])):
             argv = ["gui", *argv]
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        # argparse fills a trailing `nargs="*"` positional only before the first option; image files
+        # given after the options (`swap apply A B --out x.png img1 img2`) belong to it all the same.
+        late = getattr(args, "late_positionals", None)
+        if extra and late and not any(a.startswith("-") for a in extra):
+            setattr(args, late, [*getattr(args, late), *extra])
+        elif extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
         command = args.command or "gui"
         return COMMANDS[command](args)
     except CLIError as exc:

@@ -65,6 +65,7 @@ def add_swap_parser(subparsers: Any) -> argparse.ArgumentParser:
     ap.add_argument("model_a", metavar="A", help="the encoder's checkpoint")
     ap.add_argument("model_b", metavar="B", help="the decoder's checkpoint")
     ap.add_argument("images", nargs="*", metavar="IMAGE", help="image files to swap instead of a data set")
+    ap.set_defaults(late_positionals="images")
     ap.add_argument("--dataset", default=None, help="data set to take images from (default: the one A was trained on)")
     ap.add_argument("--count", type=_positive_int, default=DEFAULT_COUNT,
                     help=f"images to swap (default {DEFAULT_COUNT})")

@@ -109,6 +109,16 @@ def test_swap_apply_on_image_files(pair, tmp_path, capsys):
     summary = json.loads(captured.out.strip().splitlines()[-1])
     assert summary["count"] == 2 and summary["files"] == [str(f) for f in files]
     np.testing.assert_array_equal(_cells(out, 3, 2)[0], faces.transpose(0, 2, 3, 1))
+    # The files may also follow the options; a stray option is still refused.
+    late = tmp_path / "late.png"
+    code = cli.main(["swap", "apply", str(folder / "a.safetensors"), str(folder / "b.safetensors"),
+                     "--min-size", "0", "--out", str(late), *map(str, files)])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["files"] == [str(f) for f in files]
+    np.testing.assert_array_equal(np.asarray(Image.open(late)), np.asarray(Image.open(out)))
+    code = cli.main(["swap", "apply", str(folder / "a.safetensors"), str(folder / "b.safetensors"),
+                     "--out", str(late), str(files[0]), "--bogus"])
+    assert code == 1 and "unrecognized arguments" in capsys.readouterr().err
 
 
 def test_swap_apply_errors_and_warning(pair, tmp_path, capsys):
