@@ -23,7 +23,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QCoreApplication, QObject, QRunnable, QThreadPool, Signal
 
 from explorer.core.latent import Cancelled as CoreCancelled
 
@@ -183,14 +183,33 @@ class Task(QRunnable):
             self.signals.finished.emit(out)
 
 
+_POOL: QThreadPool | None = None
+
+
+def _task_pool(max_threads: int) -> QThreadPool:
+    """The process's pool for background tasks, owned by the application object.
+
+    Not one pool per window: a pool that Python owns is destroyed when its window is garbage-collected,
+    and ``~QThreadPool`` waits for its threads while the collecting thread holds the GIL. A pool thread
+    that has just finished a task needs the GIL to release the task's Python wrapper, so that wait never
+    ends (seen as a hung test run). A pool parented to the application lives until the application does.
+    """
+    global _POOL
+    if _POOL is None:
+        _POOL = QThreadPool(QCoreApplication.instance())
+        _POOL.setMaxThreadCount(max_threads)
+    elif max_threads > _POOL.maxThreadCount():
+        _POOL.setMaxThreadCount(max_threads)
+    return _POOL
+
+
 class TaskRunner(QObject):
-    """Starts :class:`Task` objects on a private thread pool (or inline when synchronous)."""
+    """Starts :class:`Task` objects on the application's task pool (or inline when synchronous)."""
 
     def __init__(self, *, synchronous: bool = False, max_threads: int = 2) -> None:
         super().__init__()
         self._sync = synchronous
-        self._pool = QThreadPool()
-        self._pool.setMaxThreadCount(max_threads)
+        self._pool = _task_pool(max_threads)
         self._live: set[Task] = set()
 
     def start(
