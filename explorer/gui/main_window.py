@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
+from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QFormLayout, QFrame, QHBoxLayout, QLabel,
                                QListWidget, QListWidgetItem, QMainWindow, QMessageBox, QProgressBar, QPushButton,
-                               QSlider, QSpinBox, QTabWidget, QVBoxLayout, QWidget)
+                               QScrollArea, QSlider, QSpinBox, QTabWidget, QVBoxLayout, QWidget)
 
 from explorer.core.checkpoint import CheckpointError
 from explorer.core.latent.isolated import ProjectionProcess
@@ -39,6 +39,16 @@ MAX_HISTORY = 100  # epochs of weights kept for the latent-history slider
 MAX_DROPPED_IMAGES = 2000
 INVERT_OPTIONS: dict[str, Any] = {"steps": 300, "restarts": 4}  # GAN inversion of dropped images
 PROJECTIONS = [("PCA", "pca"), ("t-SNE", "tsne"), ("UMAP", "umap"), ("Two latent dimensions", "dims")]
+
+
+def scrolled(widget: QWidget) -> QScrollArea:
+    """``widget`` in a frameless scroll area that it fills: a panel's minimum size then scrolls instead of
+    adding up with the others into a window too large for a laptop screen."""
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setWidget(widget)
+    return area
 
 
 class MainWindow(QMainWindow):
@@ -125,7 +135,8 @@ class MainWindow(QMainWindow):
         sl.addWidget(self.reroll_button)
         self.tabs.addTab(samples_page, "Prior samples")
         self.compare = CompareView(self)
-        self.tabs.addTab(self.compare, "Compare")
+        self.tabs.addTab(scrolled(self.compare), "Compare")
+        self.tabs.currentChanged.connect(self._tab_changed)
         self.setCentralWidget(self.tabs)
 
         # Left: models and projection controls.
@@ -188,7 +199,7 @@ class MainWindow(QMainWindow):
         rl.addWidget(self.sliders, 3)
         rdock = QDockWidget("Decoder", self)
         rdock.setObjectName("decoder-dock")
-        rdock.setWidget(right)
+        rdock.setWidget(scrolled(right))
         rdock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, rdock)
         self.resizeDocks([dock, rdock], [300, 380], Qt.Orientation.Horizontal)
@@ -197,7 +208,7 @@ class MainWindow(QMainWindow):
         self.arithmetic = ArithmeticPanel(self)
         bdock = QDockWidget("Arithmetic and paths", self)
         bdock.setObjectName("arithmetic-dock")
-        bdock.setWidget(self.arithmetic)
+        bdock.setWidget(scrolled(self.arithmetic))
         bdock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
                           | QDockWidget.DockWidgetFeature.DockWidgetClosable)
         # The side docks keep the full height; the bottom dock sits under the map only.
@@ -215,7 +226,7 @@ class MainWindow(QMainWindow):
         self.training.trainingStarted.connect(lambda _info: self.training_dock.raise_())
         tdock = QDockWidget("Training", self)
         tdock.setObjectName("training-dock")
-        tdock.setWidget(self.training)
+        tdock.setWidget(scrolled(self.training))
         tdock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
                           | QDockWidget.DockWidgetFeature.DockWidgetFloatable
                           | QDockWidget.DockWidgetFeature.DockWidgetClosable)
@@ -357,6 +368,12 @@ class MainWindow(QMainWindow):
         dialog = ImportDialog(self)
         dialog.show()
         return dialog
+
+    def _tab_changed(self, index: int) -> None:
+        # First visit to Compare with two comparable models open (the demo's AE and VAE): show them at once
+        # rather than an empty page and a button to find.
+        if self.tabs.tabText(index) == "Compare" and not self.compare.entries and len(self.compare.candidates()) >= 2:
+            self.compare.refresh()
 
     def open_faces_demo(self) -> None:
         """The conv VAE on procedural faces: its attribute vectors are computed as soon as the faces are

@@ -269,7 +269,9 @@ class TrainingPanel(QWidget):
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.form_widget)
-        scroll.setMinimumWidth(300)
+        # Wide enough for the form itself: otherwise its fields are cut off behind a horizontal scroll bar.
+        scroll.setMinimumWidth(max(300, self.form_widget.minimumSizeHint().width()
+                                   + scroll.verticalScrollBar().sizeHint().width() + 2))
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         splitter.addWidget(scroll)
         splitter.addWidget(self.views_widget)
@@ -446,12 +448,15 @@ class TrainingPanel(QWidget):
         plots = QSplitter(Qt.Orientation.Horizontal)
         self.loss_plot = LossPlot()
         self.bars_plot = BarsPlot()
+        for plot in (self.loss_plot, self.bars_plot):
+            plot.setMinimumHeight(120)  # below this the curves are a flat line under the title
         plots.addWidget(self.loss_plot)
         plots.addWidget(self.bars_plot)
         plots.setSizes([600, 400])
         images = QSplitter(Qt.Orientation.Horizontal)
-        self.samples_view = ImagePanel("Samples from the prior N(0, I)", min_size=160)
-        self.recon_view = ImagePanel("Test images and their reconstructions", min_size=160)
+        # Small minimum sizes: in a short dock the loss curves need the height more than the grids do.
+        self.samples_view = ImagePanel("Samples from the prior N(0, I)", min_size=96)
+        self.recon_view = ImagePanel("Test images and their reconstructions", min_size=96)
         images.addWidget(self.samples_view)
         images.addWidget(self.recon_view)
         main = QSplitter(Qt.Orientation.Vertical)

@@ -514,6 +514,11 @@ class ArithmeticPanel(QTabWidget):
         self.method_box = QComboBox()
         self.method_box.addItem("slerp (stays on the prior's shell)", "slerp")
         self.method_box.addItem("lerp (straight line)", "lerp")
+        # Narrow when the dock is: the full text shows in the open list and the tooltip.
+        self.method_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.method_box.setMinimumContentsLength(8)
+        self.method_box.setToolTip("slerp follows the great circle, so frames stay at the norm where the prior puts "
+                                   "its mass; lerp goes straight through the lower-norm middle")
         opts.addWidget(self.method_box)
         self.steps_spin = QSpinBox()
         self.steps_spin.setRange(2, 200)

@@ -117,7 +117,7 @@ class Caption(QWidget):
         painter = QPainter(self)
         painter.setPen(self.palette().color(QPalette.ColorRole.PlaceholderText))
         painter.drawText(self.rect().adjusted(2, 2, -2, -2),
-                         Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop | Qt.TextFlag.TextWrapAnywhere,
+                         Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop | Qt.TextFlag.TextWordWrap,
                          self._text)
         painter.end()
 
@@ -129,6 +129,7 @@ class ImagePanel(QWidget):
         super().__init__(parent)
         self.title = QLabel(title)
         self.title.setStyleSheet("font-weight: bold")
+        self.title.setWordWrap(True)  # a long title must not set the panel's minimum width
         self.image = PixelView(min_size)
         self.caption = Caption()
         layout = QVBoxLayout(self)
