@@ -53,6 +53,21 @@ def test_compare_two_models_side_by_side(window, digits_vae, digits_ae, tmp_path
     assert (tmp_path / "cmp" / "decoder-swap.png").exists()  # the swap strip goes with the comparison
 
 
+def test_first_visit_to_compare_shows_the_open_pair(window, digits_vae, digits_ae):
+    window.open_model(str(digits_vae))
+    view = window.compare
+    # With one model: swap B defaults to A itself, and nothing is drawn yet.
+    assert view.swap.entry_a() is view.swap.entry_b() and not view.swap.strip.isVisibleTo(view)
+    window.open_model(str(digits_ae))
+    assert view.swap.entry_b().name == "digits-ae.safetensors"  # a default B moves off A
+    assert not view.entries
+    compare_tab = next(i for i in range(window.tabs.count()) if window.tabs.tabText(i) == "Compare")
+    window.tabs.setCurrentIndex(compare_tab)
+    assert [e.name for e in view.entries] == ["digits-vae.safetensors", "digits-ae.safetensors"]
+    view.swap.compute()
+    assert view.swap.rows is not None and view.swap.strip.isVisibleTo(view)
+
+
 def test_compare_needs_two_models(window, digits_vae):
     window.open_model(str(digits_vae))
     window.compare.refresh()

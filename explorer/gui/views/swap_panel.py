@@ -62,7 +62,8 @@ class SwapPanel(QGroupBox):
         self.combo_b = QComboBox()
         self.combo_b.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.combo_b.setToolTip("Its decoder draws the codes from A's encoder")
-        self.combo_b.activated.connect(lambda _i: self.compute())
+        self.combo_b.activated.connect(self._b_picked)
+        self._b_by_user = False  # B picked by hand stays; a default B moves off A once another model opens
         row.addWidget(self.combo_b, 1)
         outer.addLayout(row)
         row = QHBoxLayout()
@@ -101,7 +102,12 @@ class SwapPanel(QGroupBox):
         self.error.setStyleSheet(error_css())
         outer.addWidget(self.error)
         self.strip = ImagePanel("", min_size=240)
+        self.strip.setVisible(False)  # an empty black box until there is a swap to show
         outer.addWidget(self.strip, 1)
+
+    def _b_picked(self, _index: int) -> None:
+        self._b_by_user = True
+        self.compute()
 
     # ------------------------------------------------------------ the two models
     def entry_a(self) -> "ModelEntry | None":
@@ -135,13 +141,14 @@ class SwapPanel(QGroupBox):
                 combo.setItemData(combo.count() - 1, f"{e.path}\n{e.summary()}", Qt.ItemDataRole.ToolTipRole)
             combo.blockSignals(False)
         a = prev_a if prev_a in self._a_entries else self._default_a()
-        b = prev_b if prev_b in self._b_entries else self._default_b(a)
+        keep_b = prev_b in self._b_entries and (prev_b is not a or self._b_by_user)
+        b = prev_b if keep_b else self._default_b(a)
         if a is not None:
             self.combo_a.setCurrentIndex(self._a_entries.index(a))
         if b is not None:
             self.combo_b.setCurrentIndex(self._b_entries.index(b))
         pair = self._open_pair()
-        if pair is not None and self._pending_pair is None and (self.entry_a(), self.entry_b()) != pair:
+        if pair is not None and self._pending_pair is None and (prev_a, prev_b) != pair:
             # A saved pair opened from disk: show it as a pair straight away, as after "Train face-style pair…".
             if prev_a is None or prev_b is None or prev_a is prev_b or prev_a not in pair:
                 self.combo_a.setCurrentIndex(self._a_entries.index(pair[0]))
@@ -204,6 +211,7 @@ class SwapPanel(QGroupBox):
             self.rows, self.shared, self.indices = result
             n = self.rows.shape[1]
             strip = grid(self.rows.reshape(3 * n, *self.rows.shape[2:]), n)
+            self.strip.setVisible(True)
             self.strip.show_array(strip, f"Top: {n} images of {a.name}'s data set (held-out first) · middle: A's "
                                          f"own reconstruction · bottom: A's codes drawn by {b.name}'s decoder")
             if a is b:
@@ -219,6 +227,7 @@ class SwapPanel(QGroupBox):
             if gen == self._generation:
                 self.rows = None
                 self.strip.clear()
+                self.strip.setVisible(False)
                 self.error.setText(msg.partition(": ")[2] or msg)
 
         self.win.tasks.start(work, on_done=done, on_error=failed)
