@@ -486,9 +486,12 @@ class MainWindow(QMainWindow):
         if not name:
             raise ValueError("this checkpoint does not say which dataset it was trained on")
         c, h, w = entry.model.image_shape
-        key = (name, c, h, w)
+        # A face-style pair was trained on `count` generated faces: draw the same ones, so that its held-out
+        # split is held out here too (as `swap apply` does).
+        count = (entry.meta.get("swap_pair") or {}).get("count")
+        key = (name, c, h, w, count)
         if key not in self._datasets:
-            self._datasets[key] = load_dataset(name, image_size=h if h != w else h, channels=c)
+            self._datasets[key] = load_dataset(name, image_size=h if h == w else None, channels=c, count=count)
         return self._datasets[key]
 
     def _prepare_data(self, entry: ModelEntry) -> None:

@@ -46,6 +46,7 @@ def test_swap_strip_is_a_through_b(window, pair, tmp_path):
     view.select(ea, eb)
     assert view.error.text() == ""
     assert ea.data is not None and ea.data.name == "faces-style-a"
+    assert len(ea.data) == TINY_PAIR["count"]  # the faces the pair was trained on, so its held-out ones are too
     rows = C.swap_examples(ea.data, view.count)
     assert rows.min() >= ea.data.n_train  # held-out faces
     images = ea.data.images[rows]
