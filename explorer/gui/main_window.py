@@ -199,7 +199,7 @@ class MainWindow(QMainWindow):
         rl.addWidget(self.sliders, 3)
         rdock = QDockWidget("Decoder", self)
         rdock.setObjectName("decoder-dock")
-        rdock.setWidget(scrolled(right))
+        rdock.setWidget(right)  # full height beside everything: its minimum (~550 px) never adds up with others
         rdock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, rdock)
         self.resizeDocks([dock, rdock], [300, 380], Qt.Orientation.Horizontal)
