@@ -34,7 +34,8 @@ def test_trained_model_appears_and_its_map_follows_the_epochs(live_window, qtbot
     assert len(win.entries) == 1 and len(entry.history) >= 3
     assert "final" in win.model_list.item(0).text()
     assert win.map.positions.shape == (len(entry.data), 2)
-    assert win.cursor_panel.last_array is not None
+    # The cursor's image is decoded on the decode worker thread: it arrives shortly after the map.
+    qtbot.waitUntil(lambda: win.cursor_panel.last_array is not None, timeout=10_000)
     final_latents = entry.latents.copy()
     # Replay epoch 1: the weights (and so the codes) differ from the final ones.
     assert win.history_row.isVisible()
