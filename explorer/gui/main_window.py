@@ -199,7 +199,7 @@ class MainWindow(QMainWindow):
         rl.addWidget(self.sliders, 3)
         rdock = QDockWidget("Decoder", self)
         rdock.setObjectName("decoder-dock")
-        rdock.setWidget(right)  # full height beside everything: its minimum (~550 px) never adds up with others
+        rdock.setWidget(right)  # not scrolled: it spans the window's height, so its minimum adds to no other
         rdock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, rdock)
         self.resizeDocks([dock, rdock], [300, 380], Qt.Orientation.Horizontal)
@@ -215,7 +215,8 @@ class MainWindow(QMainWindow):
         self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, bdock)
-        self.resizeDocks([bdock], [230], Qt.Orientation.Vertical)
+        # Tall enough for the panels without a scroll bar (they scroll only when the window is small).
+        self.resizeDocks([bdock], [320], Qt.Orientation.Vertical)
         self.arithmetic_dock = bdock
 
         # Training: a dock tabbed with the arithmetic one; the model being trained appears in the list.

@@ -23,6 +23,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QCoreApplication, QObject, QRunnable, QThreadPool, Signal
 
 from explorer.core.latent import Cancelled as CoreCancelled
@@ -195,7 +196,7 @@ def _task_pool(max_threads: int) -> QThreadPool:
     ends (seen as a hung test run). A pool parented to the application lives until the application does.
     """
     global _POOL
-    if _POOL is None:
+    if _POOL is None or not shiboken6.isValid(_POOL):  # none yet, or its application has been destroyed
         _POOL = QThreadPool(QCoreApplication.instance())
         _POOL.setMaxThreadCount(max_threads)
     elif max_threads > _POOL.maxThreadCount():
