@@ -25,7 +25,7 @@ def pair(tmp_path_factory):
     folder = tmp_path_factory.mktemp("swap")
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
     env["OMP_NUM_THREADS"] = "1"
-    code = ("import sys; from explorer.cli_swap import main; rc = main(sys.argv[1:]); "
+    code = ("import sys; from explorer.cli import main; rc = main(['swap', *sys.argv[1:]]); "
             "assert 'PySide6' not in sys.modules, 'Qt was imported'; sys.exit(rc)")
     proc = subprocess.run(
         [sys.executable, "-c", code, "train", "--count", str(COUNT), "--image-size", str(SIZE), "--hidden", "128",

@@ -271,7 +271,7 @@ def test_compare_command_headless(tmp_path, digits, digits_models):
     out = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
     env["OMP_NUM_THREADS"] = "1"  # as the one_thread fixture does in-process
-    code = ("import sys; from explorer.cli_compare import main; rc = main(sys.argv[1:]); "
+    code = ("import sys; from explorer.cli import main; rc = main(['compare', *sys.argv[1:]]); "
             "assert 'PySide6' not in sys.modules, 'Qt was imported'; sys.exit(rc)")
     proc = subprocess.run([sys.executable, "-c", code, *paths, "--out", str(out), "--samples", "200",
                            "--grid", "16", "--names", "ae,vae,gan"],
@@ -303,7 +303,10 @@ def test_compare_command_headless(tmp_path, digits, digits_models):
 
 
 def test_compare_command_errors(tmp_path, capsys, digits, digits_models):
-    from explorer.cli_compare import main
+    from explorer.cli import main as cli_main
+
+    def main(argv):
+        return cli_main(["compare", *argv])
 
     paths = _checkpoints(tmp_path, digits, digits_models)
     out = str(tmp_path / "out")

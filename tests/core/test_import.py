@@ -413,11 +413,11 @@ def test_inversion_cancel_and_bad_input(gan_files):
 
 # ------------------------------------------------------------ the CLI, end to end
 def test_cli_import_end_to_end(trained_digits_vae, tmp_path, capsys):
-    from explorer import cli_import
+    from explorer import cli
 
     src, weights, _ = trained_digits_vae
     out = tmp_path / "mine.safetensors"
-    code = cli_import.main([str(weights), "--class", f"{src}:VAE", "--kwargs",
+    code = cli.main(["import", str(weights), "--class", f"{src}:VAE", "--kwargs",
                             '{"x_dim": 64, "hidden": 64, "z_dim": 8}', "--dataset", "digits", "--out", str(out)])
     stdout = capsys.readouterr().out
     assert code == 0, stdout
@@ -430,19 +430,19 @@ def test_cli_import_end_to_end(trained_digits_vae, tmp_path, capsys):
     with zipfile.ZipFile(weights) as zf:  # the user's files are left as they were
         assert any(n.endswith("data.pkl") for n in zf.namelist())
 
-    code = cli_import.main([str(weights), "--class", f"{src}:Nope", "--out", str(tmp_path / "x.safetensors")])
+    code = cli.main(["import", str(weights), "--class", f"{src}:Nope", "--out", str(tmp_path / "x.safetensors")])
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("error: ") and "no class 'Nope'" in err and len(err.strip().splitlines()) == 1
-    code = cli_import.main([str(weights), "--class", f"{src}:VAE", "--image-shape", "2,8,8", "--out", "x.safetensors"])
+    code = cli.main(["import", str(weights), "--class", f"{src}:VAE", "--image-shape", "2,8,8", "--out", "x.safetensors"])
     assert code == 1 and "C = 1 or 3" in capsys.readouterr().err
 
 
 def test_cli_import_generator_checks_by_inversion(gan_files, tmp_path, capsys):
-    from explorer import cli_import
+    from explorer import cli
 
     src, weights, _ = gan_files
     out = tmp_path / "gan.safetensors"
-    code = cli_import.main([str(weights), "--class", f"{src}:Generator", "--kwargs", json.dumps(GAN_KWARGS),
+    code = cli.main(["import", str(weights), "--class", f"{src}:Generator", "--kwargs", json.dumps(GAN_KWARGS),
                             "--dataset", "digits", "--check-images", "4", "--out", str(out), "--no-progress"])
     captured = capsys.readouterr()
     assert code == 0, captured.err

@@ -23,7 +23,7 @@ from explorer.core.models.ae import AEConfig
 from explorer.core.models.gan import GANConfig
 from explorer.core.models.pca import PCAConfig
 from explorer.core.models.vae import VAEConfig
-from explorer.core.training import losses
+from explorer.core.models import losses
 
 DIGITS = (1, 8, 8)
 LATENT = 6

@@ -18,11 +18,7 @@ Long-running steps take ``progress`` and ``cancel`` (a ``threading.Event``) and 
 from __future__ import annotations
 
 
-class Cancelled(Exception):
-    """A long-running step (encoding, fitting a projection or its inverse) stopped because its cancel event was set.
-
-    Defined before the submodules are imported: they import it from here.
-    """
+from ..progress import Cancelled  # noqa: F401  (re-exported: the one Cancelled of every long task)
 
 
 from .encoding import encode_dataset  # noqa: E402  (after Cancelled, which it imports)

@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import torch
 
-from ..training import losses
+from . import losses
 from . import nets
 from .base import (
     Capabilities,

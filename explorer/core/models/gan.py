@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..training import losses
+from . import losses
 from . import nets
 from .base import (
     Capabilities,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..training import losses
+from . import losses
 from .base import Capabilities, LatentModel, ModelConfig
 from .registry import register
 

@@ -1,12 +1,28 @@
-"""Family name -> model class. Families register themselves on import."""
+"""Family name -> model class.
+
+A leaf module: it imports no family. Built-in families are listed by module path and imported on first use, so
+``registry`` never imports its families statically (the old import cycle registry <-> every family). A new family
+adds one line to ``FAMILY_MODULES`` and decorates its class with :func:`register`.
+"""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from .base import LatentModel, ModelConfig
 
 REGISTRY: dict[str, type[LatentModel]] = {}
+
+# Family name -> the module that defines (and registers) it.
+FAMILY_MODULES: dict[str, str] = {
+    "ae": "explorer.core.models.ae",
+    "vae": "explorer.core.models.vae",
+    "gan": "explorer.core.models.gan",
+    "pca": "explorer.core.models.pca",
+    # Users' own models: checkpoint.load must rebuild them from metadata like any family.
+    "imported": "explorer.core.adapter",
+}
 
 
 def register(cls: type[LatentModel]) -> type[LatentModel]:
@@ -17,11 +33,8 @@ def register(cls: type[LatentModel]) -> type[LatentModel]:
 
 
 def _ensure_loaded() -> None:
-    # Importing the package registers the built-in families.
-    from . import ae, gan, pca, vae  # noqa: F401
-
-    # Users' own models ("imported"): checkpoint.load must rebuild them from metadata like any family.
-    from .. import adapter  # noqa: F401
+    for module in dict.fromkeys(FAMILY_MODULES.values()):
+        importlib.import_module(module)
 
 
 def families() -> list[str]:
@@ -30,7 +43,10 @@ def families() -> list[str]:
 
 
 def get_family(name: str) -> type[LatentModel]:
-    _ensure_loaded()
+    if name not in REGISTRY and name in FAMILY_MODULES:
+        importlib.import_module(FAMILY_MODULES[name])
+    if name not in REGISTRY:
+        _ensure_loaded()
     try:
         return REGISTRY[name]
     except KeyError:

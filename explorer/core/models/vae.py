@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import torch
 
-from ..training import losses
+from . import losses
 from . import nets
 from .ae import EncDecConfig, EncDecModel
 from .base import Capabilities, check_nonnegative

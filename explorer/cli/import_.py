@@ -5,9 +5,6 @@ Wraps a user's model (a state dict plus their own module class, or a TorchScript
 mean-image baseline), and saves it as our own checkpoint. Prints what was found, the check's verdict, and a
 final JSON line on stdout. Needs no display and never imports Qt.
 
-``explorer/cli.py`` adds it with :func:`add_import_parser` and dispatches to :func:`cmd_import`; errors are
-raised as ``explorer.cli.CLIError`` (one line on stderr, exit 1). :func:`main` runs the command on its own
-(``python -m explorer.cli_import WEIGHTS ...``) with the same error handling.
 """
 
 from __future__ import annotations
@@ -16,10 +13,9 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
 from typing import Any
 
-from explorer.cli import _positive_int  # one definition for every command
+from .args import CLIError, positive_int
 
 
 def _image_shape(text: str) -> tuple[int, int, int]:
@@ -32,7 +28,7 @@ def _image_shape(text: str) -> tuple[int, int, int]:
     return values  # type: ignore[return-value]
 
 
-def add_import_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``import`` subcommand to an ``add_subparsers()`` action; returns its parser."""
     p = subparsers.add_parser(
         "import",
@@ -51,7 +47,7 @@ def add_import_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--kwargs", default=None, metavar="JSON", help="constructor arguments, e.g. '{\"z_dim\": 20}'")
     p.add_argument("--image-shape", type=_image_shape, default=None, metavar="C,H,W",
                    help="image shape (default: from the decoder's output)")
-    p.add_argument("--latent-dim", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--latent-dim", type=positive_int, default=None, metavar="N",
                    help="latent size (default: found by probing)")
     p.add_argument("--encode", default="auto", metavar="NAME",
                    help="method or submodule that encodes (default: encode, then encoder); 'none' for none")
@@ -68,7 +64,7 @@ def add_import_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=None,
                    help="check the import by reconstructing images of this data set (mnist, fashion-mnist, digits, "
                         "faces, folder:PATH, celeba:PATH); also recorded as the model's data set")
-    p.add_argument("--check-images", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--check-images", type=positive_int, default=None, metavar="N",
                    help="images used by the check (default 256; 32 for models without an encoder, which are "
                         "inverted: slower)")
     p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
@@ -76,10 +72,6 @@ def add_import_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _error(message: str) -> Exception:
-    from explorer.cli import CLIError  # imported late: explorer.cli imports this module
-
-    return CLIError(message)
 
 
 def _check_data(name: str, model: Any, limit: int) -> Any:
@@ -87,13 +79,13 @@ def _check_data(name: str, model: Any, limit: int) -> Any:
 
     c, h, w = model.image_shape
     if h != w:
-        raise _error(f"the model makes {h}x{w} images; data sets are square, so --dataset cannot check it")
+        raise CLIError(f"the model makes {h}x{w} images; data sets are square, so --dataset cannot check it")
     try:
         data = load_dataset(name, image_size=h, channels=c, count=max(limit * 4, 512) if name == "faces" else None)
     except DataSourceError as exc:
-        raise _error(str(exc)) from exc
+        raise CLIError(str(exc)) from exc
     if data.image_shape != tuple(model.image_shape):
-        raise _error(f"data set {name!r} has images of shape {list(data.image_shape)} but the model makes "
+        raise CLIError(f"data set {name!r} has images of shape {list(data.image_shape)} but the model makes "
                      f"{list(model.image_shape)}")
     # Held-out images when there is a split: they tell whether the model generalises, not memorises.
     return data.images[data.n_train:] if len(data) > data.n_train else data.images
@@ -108,9 +100,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     out = Path(args.out)
     if out.suffix != ".safetensors":
-        raise _error(f"--out {args.out}: the checkpoint's name must end in .safetensors")
+        raise CLIError(f"--out {args.out}: the checkpoint's name must end in .safetensors")
     if out.is_dir():
-        raise _error(f"--out {args.out} is a folder; give a file name")
+        raise CLIError(f"--out {args.out} is a folder; give a file name")
     try:
         model = import_model(
             args.weights, args.class_ref, kwargs=args.kwargs, image_shape=args.image_shape,
@@ -118,7 +110,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             output_range=args.output_range, input_range=args.input_range, encode_output=args.encode_output,
         )
     except (AdapterError, CheckpointError) as exc:
-        raise _error(str(exc)) from exc
+        raise CLIError(str(exc)) from exc
     report = model.import_report
     what = report.get("class_name") or report["source"]
     enc = (f"encode={report['encode']}" if report["encode"]
@@ -146,7 +138,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         try:
             check = round_trip_check(model, images, max_images=limit, progress=progress)
         except (AdapterError, CheckpointError, ValueError, RuntimeError) as exc:
-            raise _error(f"the round-trip check failed: {exc}") from exc
+            raise CLIError(f"the round-trip check failed: {exc}") from exc
         how = "encode/decode" if check["method"] == "encode" else "inversion"
         recon = "nan" if check["recon_mse"] is None else f"{check['recon_mse']:.4g}"
         print(f"round trip ({how}) on {check['images']} {args.dataset} images: reconstruction MSE {recon} vs "
@@ -156,7 +148,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     try:
         saved = save_imported(model, out, check=check, dataset=args.dataset)
     except CheckpointError as exc:
-        raise _error(str(exc)) from exc
+        raise CLIError(str(exc)) from exc
     print(json.dumps({
         "out": str(saved),
         "source": report["source"],
@@ -173,12 +165,4 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``import`` on its own: ``python -m explorer.cli_import WEIGHTS ...`` (errors as in cli.main)."""
-    from explorer import cli
-
-    return cli.main(["import", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+run = cmd_import

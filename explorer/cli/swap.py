@@ -7,9 +7,7 @@
   with A's encoder, decodes them with B's decoder and writes a PNG grid: the images, A's own reconstruction,
   the swap into B.
 
-Both print a final JSON line on stdout and never import Qt. ``explorer/cli.py`` adds the command with
-:func:`add_swap_parser` and dispatches to :func:`cmd_swap`; errors are ``explorer.cli.CLIError`` (one line on
-stderr, exit 1), as for ``compare``, whose checkpoint loading this module reuses.
+Both print a final JSON line on stdout and never import Qt.
 """
 
 from __future__ import annotations
@@ -22,20 +20,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from explorer.cli import _int_list, _nonnegative_int, _Parser, _positive_int
-from explorer.cli_compare import _error, _load_models
+from .args import CLIError, Parser, int_list, load_models, nonnegative_int, positive_int
 
 DEFAULT_COUNT = 8  # images swapped by `swap apply`
 
 
-def add_swap_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``swap`` subcommand (with ``train`` and ``apply``) to an ``add_subparsers()`` action."""
     p = subparsers.add_parser(
         "swap", help="decoder swap: train two autoencoders with a shared encoder, decode one's images with the "
                      "other's decoder (headless)",
         description="The classic face-swap construction: two autoencoders trained with one shared encoder on two "
                     "data sets. Encode with A's (shared) encoder, decode with B's decoder.")
-    sub = p.add_subparsers(dest="swap_command", parser_class=_Parser, metavar="{train,apply}")
+    sub = p.add_subparsers(dest="swap_command", parser_class=Parser, metavar="{train,apply}")
 
     tr = sub.add_parser(
         "train", help="train a shared-encoder pair on the two procedural face styles and save both",
@@ -44,13 +41,13 @@ def add_swap_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "checkpoints atomically; each holds the shared encoder.")
     tr.add_argument("--style-a", choices=["a", "b"], default="a", help="style of model A's faces (default a)")
     tr.add_argument("--style-b", choices=["a", "b"], default="b", help="style of model B's faces (default b)")
-    tr.add_argument("--count", type=_positive_int, default=None,
+    tr.add_argument("--count", type=positive_int, default=None,
                     help="faces per style (default 4000; a sixth of them held out as the test split)")
-    tr.add_argument("--image-size", type=_positive_int, default=None, help="face size in pixels (default 32)")
-    tr.add_argument("--latent-dim", type=_positive_int, default=16)
-    tr.add_argument("--hidden", type=_int_list, default=(256,), help="MLP hidden sizes (default 256)")
-    tr.add_argument("--epochs", type=_positive_int, default=10)
-    tr.add_argument("--batch-size", type=_positive_int, default=128)
+    tr.add_argument("--image-size", type=positive_int, default=None, help="face size in pixels (default 32)")
+    tr.add_argument("--latent-dim", type=positive_int, default=16)
+    tr.add_argument("--hidden", type=int_list, default=(256,), help="MLP hidden sizes (default 256)")
+    tr.add_argument("--epochs", type=positive_int, default=10)
+    tr.add_argument("--batch-size", type=positive_int, default=128)
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps")
     tr.add_argument("--out-a", required=True, help="output .safetensors of model A")
@@ -67,10 +64,10 @@ def add_swap_parser(subparsers: Any) -> argparse.ArgumentParser:
     ap.add_argument("images", nargs="*", metavar="IMAGE", help="image files to swap instead of a data set")
     ap.set_defaults(late_positionals="images")
     ap.add_argument("--dataset", default=None, help="data set to take images from (default: the one A was trained on)")
-    ap.add_argument("--count", type=_positive_int, default=DEFAULT_COUNT,
+    ap.add_argument("--count", type=positive_int, default=DEFAULT_COUNT,
                     help=f"images to swap (default {DEFAULT_COUNT})")
     ap.add_argument("--out", required=True, help="output .png")
-    ap.add_argument("--min-size", type=_nonnegative_int, default=112, metavar="PX",
+    ap.add_argument("--min-size", type=nonnegative_int, default=112, metavar="PX",
                     help="enlarge small images (nearest neighbour) to at least PX pixels (default 112; 0: never)")
     ap.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps")
     return p
@@ -88,16 +85,16 @@ def cmd_swap_train(args: argparse.Namespace) -> int:
     out_a, out_b = Path(args.out_a), Path(args.out_b)
     for option, path in (("--out-a", out_a), ("--out-b", out_b)):
         if path.suffix.lower() != ".safetensors":
-            raise _error(f"{option} {path}: use a file name ending in .safetensors")
+            raise CLIError(f"{option} {path}: use a file name ending in .safetensors")
         if path.is_dir():
-            raise _error(f"{option} {path} is a folder; give a file name")
+            raise CLIError(f"{option} {path} is a folder; give a file name")
     if out_a.resolve() == out_b.resolve():
-        raise _error("--out-a and --out-b name the same file: give two file names")
+        raise CLIError("--out-a and --out-b name the same file: give two file names")
     if args.style_a == args.style_b:
-        raise _error(f"--style-a and --style-b are both {args.style_a!r}: a swap needs two styles")
+        raise CLIError(f"--style-a and --style-b are both {args.style_a!r}: a swap needs two styles")
     count = args.count or FACE_STYLE_COUNT
     if count < 6:
-        raise _error(f"--count {count} is too few: at least 6 faces per style (a sixth are held out)")
+        raise CLIError(f"--count {count} is too few: at least 6 faces per style (a sixth are held out)")
     size = args.image_size or FACE_STYLE_SIZE
 
     bar = tqdm(total=0, unit="step", file=sys.stderr, disable=args.no_progress, dynamic_ncols=True)
@@ -115,11 +112,11 @@ def cmd_swap_train(args: argparse.Namespace) -> int:
             latent_dim=args.latent_dim, hidden=tuple(args.hidden), epochs=args.epochs, batch_size=args.batch_size,
             device=args.device, progress=progress)
     except CompareError as exc:
-        raise _error(str(exc)) from exc
+        raise CLIError(str(exc)) from exc
     except (RuntimeError, ValueError) as exc:  # e.g. an unknown or unavailable device, a bad config
-        raise _error(f"cannot train the pair: {exc}") from exc
+        raise CLIError(f"cannot train the pair: {exc}") from exc
     except KeyboardInterrupt:
-        raise _error("interrupted") from None
+        raise CLIError("interrupted") from None
     finally:
         bar.close()
     try:
@@ -127,9 +124,9 @@ def cmd_swap_train(args: argparse.Namespace) -> int:
         # Check what a user will open: two files whose encoders are the same weights.
         loaded = [checkpoint.load(p) for p in (out_a, out_b)]
     except (CompareError, checkpoint.CheckpointError) as exc:
-        raise _error(str(exc)) from exc
+        raise CLIError(str(exc)) from exc
     if not shares_encoder(*loaded):
-        raise _error(f"{out_a.name} and {out_b.name} were saved but their encoders differ after loading")
+        raise CLIError(f"{out_a.name} and {out_b.name} were saved but their encoders differ after loading")
     history = model_a.metadata["history"]
     print(json.dumps({
         "out_a": str(out_a), "out_b": str(out_b),
@@ -150,19 +147,19 @@ def _images_from_files(paths: Sequence[str], model: Any, count: int) -> tuple[An
 
     c, h, w = model.image_shape
     if h != w:
-        raise _error(f"image files are read as squares, but model A takes {h}x{w} images")
+        raise CLIError(f"image files are read as squares, but model A takes {h}x{w} images")
     files = [Path(p) for p in paths[:count]]
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
-        raise _error(f"{missing[0]}: file not found")
+        raise CLIError(f"{missing[0]}: file not found")
     decoded = decode_files(files, h)
     if len(decoded.failures):
         f, why = decoded.failures[0]
-        raise _error(f"{f}: cannot read it as an image ({why})")
+        raise CLIError(f"{f}: cannot read it as an image ({why})")
     try:
         images = convert_channels(decoded.images, c)
     except DataSourceError as exc:
-        raise _error(str(exc)) from exc
+        raise CLIError(str(exc)) from exc
     return images, {"files": [str(f) for f in files]}
 
 
@@ -188,15 +185,15 @@ def cmd_swap_apply(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     if Path(args.out).suffix.lower() != ".png":
-        raise _error(f"--out {args.out}: use a file name ending in .png")
+        raise CLIError(f"--out {args.out}: use a file name ending in .png")
     if Path(args.out).is_dir():
-        raise _error(f"--out {args.out} is a folder; give a file name")
+        raise CLIError(f"--out {args.out} is a folder; give a file name")
     if args.images and args.dataset:
-        raise _error("give either image files or --dataset, not both")
-    model_a = _load_models([args.model_a], args.device)[0]
-    model_b = _load_models([args.model_b], args.device)[0]
+        raise CLIError("give either image files or --dataset, not both")
+    model_a = load_models([args.model_a], args.device)[0]
+    model_b = load_models([args.model_b], args.device)[0]
     if not model_a.capabilities.has_encoder:
-        raise _error(f"{Path(args.model_a).name} is a {model_a.family.upper()} model and has no encoder to encode "
+        raise CLIError(f"{Path(args.model_a).name} is a {model_a.family.upper()} model and has no encoder to encode "
                      "the images with; model A must be an autoencoder")
     if args.images:
         images, source = _images_from_files(args.images, model_a, args.count)
@@ -209,9 +206,9 @@ def cmd_swap_apply(args: argparse.Namespace) -> int:
         rows = swap_rows(model_a, model_b, images)
         out = write_swap_grid(args.out, rows, min_size=args.min_size)
     except (CompareError, ExportError) as exc:
-        raise _error(str(exc)) from exc
+        raise CLIError(str(exc)) from exc
     except OSError as exc:
-        raise _error(f"cannot write {args.out}: {exc.strerror or exc}") from exc
+        raise CLIError(f"cannot write {args.out}: {exc.strerror or exc}") from exc
     from PIL import Image
 
     with Image.open(out) as im:
@@ -230,16 +227,8 @@ SWAP_COMMANDS = {"train": cmd_swap_train, "apply": cmd_swap_apply}
 
 def cmd_swap(args: argparse.Namespace) -> int:
     if not getattr(args, "swap_command", None):
-        raise _error("latent-explorer swap: choose train or apply (see --help)")
+        raise CLIError("latent-explorer swap: choose train or apply (see --help)")
     return SWAP_COMMANDS[args.swap_command](args)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``swap`` on its own: ``python -m explorer.cli_swap train|apply ...`` (errors as in cli.main)."""
-    from explorer import cli
-
-    return cli.main(["swap", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+run = cmd_swap

@@ -5,9 +5,6 @@ reconstructions, ``metrics.csv`` / ``metrics.json`` and ``rate_distortion.csv`` 
 :func:`explorer.core.compare.write_comparison`), then prints a final JSON line on stdout. Needs no display
 and never imports Qt.
 
-``explorer/cli.py`` adds it with :func:`add_compare_parser` and dispatches to :func:`cmd_compare`; errors are
-raised as ``explorer.cli.CLIError`` (one line on stderr, exit 1). :func:`main` runs the command on its own
-(``python -m explorer.cli_compare MODEL... --out DIR``) with the same error handling.
 """
 
 from __future__ import annotations
@@ -19,10 +16,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from explorer.cli import _positive_int  # one definition for every command
+from .args import CLIError, load_models, positive_int
 
 
-def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``compare`` subcommand to an ``add_subparsers()`` action; returns its parser."""
     p = subparsers.add_parser(
         "compare",
@@ -35,14 +32,14 @@ def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="mnist, fashion-mnist, digits, faces, folder:PATH, celeba:PATH "
                         "(default: the data set the first checkpoint was trained on)")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
-    p.add_argument("--max-items", type=_positive_int, default=None,
+    p.add_argument("--max-items", type=positive_int, default=None,
                    help="use at most N test images for metrics and maps (default: all)")
-    p.add_argument("--max-train", type=_positive_int, default=10000,
+    p.add_argument("--max-train", type=positive_int, default=10000,
                    help="training images used as kNN / probe references and for the nearest-image distance")
-    p.add_argument("--samples", type=_positive_int, default=1000, help="prior samples judged per model")
-    p.add_argument("--grid", type=_positive_int, default=64, help="prior samples in each samples-*.png")
+    p.add_argument("--samples", type=positive_int, default=1000, help="prior samples judged per model")
+    p.add_argument("--grid", type=positive_int, default=64, help="prior samples in each samples-*.png")
     p.add_argument("--names", default=None, help="comma-separated model names (default: the file names)")
-    p.add_argument("--count", type=_positive_int, default=None, help="images to generate (faces)")
+    p.add_argument("--count", type=positive_int, default=None, help="images to generate (faces)")
     p.add_argument("--seed", type=int, default=0, help="seed of the subsets and the prior samples")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
     p.add_argument("--no-pca-baseline", action="store_true", help="leave PCA out of rate_distortion.csv")
@@ -50,29 +47,8 @@ def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _error(message: str) -> Exception:
-    from explorer.cli import CLIError  # imported late: explorer.cli imports this module
-
-    return CLIError(message)
 
 
-def _load_models(paths: Sequence[str], device: str) -> list[Any]:
-    from explorer.core import checkpoint
-
-    models = []
-    for path in paths:
-        try:
-            models.append(checkpoint.load(path, device=device))
-        except checkpoint.CheckpointError as exc:
-            raise _error(str(exc)) from exc
-        except (RuntimeError, ValueError) as exc:  # e.g. an unknown or unavailable device
-            raise _error(f"cannot use device {device!r}: {exc}") from exc
-    first = models[0]
-    for path, model in zip(paths[1:], models[1:]):
-        if tuple(model.image_shape) != tuple(first.image_shape):
-            raise _error(f"{paths[0]} takes images of shape {list(first.image_shape)} but {path} takes "
-                         f"{list(model.image_shape)}: compare models trained on the same data")
-    return models
 
 
 def _load_data(args: argparse.Namespace, models: Sequence[Any]) -> Any:
@@ -85,17 +61,17 @@ def _load_data(args: argparse.Namespace, models: Sequence[Any]) -> Any:
             if name:
                 break
     if not name:
-        raise _error("the checkpoints do not say which data set they were trained on; pass --dataset NAME")
+        raise CLIError("the checkpoints do not say which data set they were trained on; pass --dataset NAME")
     c, h, w = models[0].image_shape
     try:
         data = load_dataset(name, image_size=h if h == w else None, channels=c, count=args.count)
     except DataSourceError as exc:
-        raise _error(str(exc)) from exc
+        raise CLIError(str(exc)) from exc
     if data.image_shape != tuple(models[0].image_shape):
-        raise _error(f"data set {name!r} has images of shape {list(data.image_shape)} but the models expect "
+        raise CLIError(f"data set {name!r} has images of shape {list(data.image_shape)} but the models expect "
                      f"{list(models[0].image_shape)}")
     if data.n_test == 0:
-        raise _error(f"data set {name!r} has no test split to compare on")
+        raise CLIError(f"data set {name!r} has no test split to compare on")
     return data
 
 
@@ -108,8 +84,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.names:
         names = [n.strip() for n in args.names.split(",")]
         if len(names) != len(args.models) or not all(names):
-            raise _error(f"--names gives {len(names)} name(s) for {len(args.models)} model(s)")
-    models = _load_models(args.models, args.device)
+            raise CLIError(f"--names gives {len(names)} name(s) for {len(args.models)} model(s)")
+    models = load_models(args.models, args.device)
     data = _load_data(args, models)
 
     def progress(stage: str, fraction: float) -> None:
@@ -123,9 +99,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
             pca_baseline=not args.no_pca_baseline, progress=progress,
         )
     except (CompareError, ExportError) as exc:
-        raise _error(str(exc)) from exc
+        raise CLIError(str(exc)) from exc
     except OSError as exc:
-        raise _error(f"cannot write into {args.out}: {exc.strerror or exc}") from exc
+        raise CLIError(f"cannot write into {args.out}: {exc.strerror or exc}") from exc
     keep = ["model", "family", "latent_dim", *(c.name for c in METRIC_COLUMNS)]
     print(json.dumps({
         "out": summary["out_dir"],
@@ -138,12 +114,4 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``compare`` on its own: ``python -m explorer.cli_compare MODEL... --out DIR`` (errors as in cli.main)."""
-    from explorer import cli
-
-    return cli.main(["compare", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+run = cmd_compare
