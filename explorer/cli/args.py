@@ -102,3 +102,23 @@ def load_models(paths: Sequence[str], device: str) -> list[Any]:
 
 def load_model(path: str, device: str) -> Any:
     return load_models([path], device)[0]
+
+
+def model_data(dataset: str | None, model: Any, *, count: int | None = None, required: bool = True) -> Any:
+    """The data set ``dataset`` (default: the one the model was trained on) at the model's image shape."""
+    from explorer.core.data import DataSourceError, load_dataset
+
+    name = dataset or (getattr(model, "metadata", {}) or {}).get("dataset")
+    if not name:
+        if not required:
+            return None
+        raise CLIError("the checkpoint does not say which data set it was trained on; pass --dataset NAME")
+    c, h, w = model.image_shape
+    try:
+        data = load_dataset(name, image_size=h if h == w else None, channels=c, count=count)
+    except DataSourceError as exc:
+        raise CLIError(str(exc)) from exc
+    if data.image_shape != model.image_shape:
+        raise CLIError(f"data set {name!r} has images of shape {list(data.image_shape)} but the model expects "
+                       f"{list(model.image_shape)}")
+    return data

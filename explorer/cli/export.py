@@ -7,7 +7,15 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .args import CLIError, Parser, float_, index_list, nonnegative_int, positive_int
+from .args import (
+    CLIError,
+    Parser,
+    float_,
+    index_list,
+    model_data,
+    nonnegative_int,
+    positive_int,
+)
 
 
 def add_parser(sub: Any) -> None:
@@ -93,25 +101,6 @@ def _export_model(args: argparse.Namespace):
         raise CLIError(f"cannot use device {args.device!r}: {exc}") from exc
 
 
-def _export_data(args: argparse.Namespace, model: Any, required: bool = True):
-    from explorer.core.data import DataSourceError, load_dataset
-
-    name = args.dataset or (getattr(model, "metadata", {}) or {}).get("dataset")
-    if not name:
-        if not required:
-            return None
-        raise CLIError("the checkpoint does not say which data set it was trained on; pass --dataset NAME")
-    c, h, w = model.image_shape
-    try:
-        data = load_dataset(name, image_size=h if h == w else None, channels=c, count=args.count)
-    except DataSourceError as exc:
-        raise CLIError(str(exc)) from exc
-    if data.image_shape != model.image_shape:
-        raise CLIError(f"data set {name!r} has images of shape {list(data.image_shape)} but the model expects "
-                       f"{list(model.image_shape)}")
-    return data
-
-
 def _check_index(option: str, index: int, data: Any) -> None:
     if not 0 <= index < len(data):
         raise CLIError(f"{option} {index} is out of range: {data.name} has {len(data)} images (0 to {len(data) - 1})")
@@ -179,7 +168,7 @@ def cmd_export_interpolate(args: argparse.Namespace) -> int:
         raise CLIError(f"--steps {args.steps} is fewer than the {len(keys)} keyframes")
     model = _export_model(args)
     if model.capabilities.has_encoder:
-        data = _export_data(args, model)
+        data = model_data(args.dataset, model, count=args.count)
         for option, index in zip(["--from", *["--via"] * len(args.via), "--to"], keys):
             _check_index(option, index, data)
         z_keys = _encode_rows(model, data, keys)
@@ -199,7 +188,12 @@ def cmd_export_interpolate(args: argparse.Namespace) -> int:
 def _resolve_attribute(spec: str, model: Any, data: Any, rows: Any, method: str) -> Any:
     """The AttributeVector for --attribute NAME or label=K."""
 
-    from explorer.core.latent.arithmetic import VectorError, attribute_vectors, identifier, label_vectors
+    from explorer.core.latent.arithmetic import (
+        VectorError,
+        attribute_vectors,
+        identifier,
+        label_vectors,
+    )
 
     has_attrs = data.attributes is not None and len(data.attribute_names) > 0
     name = spec.strip()
@@ -270,7 +264,7 @@ def cmd_export_traverse(args: argparse.Namespace) -> int:
         starts = _prior(model, [args.seed * 1000 + r for r in range(args.rows)])
         report["starts"] = {"prior_seeds": [args.seed * 1000 + r for r in range(args.rows)]}
     else:
-        data = _export_data(args, model)
+        data = model_data(args.dataset, model, count=args.count)
         if args.start is not None:
             for i in args.start:
                 _check_index("--start", i, data)

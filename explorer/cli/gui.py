@@ -6,7 +6,6 @@ import argparse
 from typing import Any
 
 
-
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     gui = sub.add_parser("gui", help="open the explorer window (the default)")
     gui.add_argument("files", nargs="*", help=".safetensors checkpoints to open")

@@ -1,7 +1,7 @@
 """``latent-explorer swap train|apply``: the decoder swap of two autoencoders that share one encoder.
 
 * ``swap train --out-a A.safetensors --out-b B.safetensors``: trains two AEs with one shared encoder on the two
-  procedural face styles (:func:`explorer.core.compare.train_face_style_pair`) and saves both checkpoints
+  procedural face styles (:func:`explorer.core.swap.train_face_style_pair`) and saves both checkpoints
   atomically; each names its data set (``faces-style-a`` / ``faces-style-b``) and its partner file.
 * ``swap apply A.safetensors B.safetensors --out grid.png``: encodes images of A's data set (or image files)
   with A's encoder, decodes them with B's decoder and writes a PNG grid: the images, A's own reconstruction,
@@ -20,7 +20,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .args import CLIError, Parser, int_list, load_models, nonnegative_int, positive_int
+from .args import (
+    CLIError,
+    Parser,
+    int_list,
+    load_models,
+    model_data,
+    nonnegative_int,
+    positive_int,
+)
 
 DEFAULT_COUNT = 8  # images swapped by `swap apply`
 
@@ -78,8 +86,15 @@ def cmd_swap_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from explorer.core import checkpoint
-    from explorer.core.compare import (FACE_STYLE_COUNT, FACE_STYLE_SIZE, CompareError, save_swap_pair,
-                                       shares_encoder, train_face_style_pair)
+    from explorer.core.compare import CompareError
+    from explorer.core.data import DataSourceError
+    from explorer.core.swap import (
+        FACE_STYLE_COUNT,
+        FACE_STYLE_SIZE,
+        save_swap_pair,
+        shares_encoder,
+        train_face_style_pair,
+    )
 
     t0 = time.perf_counter()
     out_a, out_b = Path(args.out_a), Path(args.out_b)
@@ -111,7 +126,7 @@ def cmd_swap_train(args: argparse.Namespace) -> int:
             count=count, size=size, seed=args.seed, styles=(args.style_a, args.style_b),
             latent_dim=args.latent_dim, hidden=tuple(args.hidden), epochs=args.epochs, batch_size=args.batch_size,
             device=args.device, progress=progress)
-    except CompareError as exc:
+    except (CompareError, DataSourceError) as exc:
         raise CLIError(str(exc)) from exc
     except (RuntimeError, ValueError) as exc:  # e.g. an unknown or unavailable device, a bad config
         raise CLIError(f"cannot train the pair: {exc}") from exc
@@ -164,15 +179,14 @@ def _images_from_files(paths: Sequence[str], model: Any, count: int) -> tuple[An
 
 
 def _images_from_data(args: argparse.Namespace, model: Any) -> tuple[Any, dict[str, Any]]:
-    from explorer.cli import _export_data
-    from explorer.core.compare import swap_examples
+    from explorer.core.swap import swap_examples
 
     # Draw the data as the pair was trained on it (count and seed of its faces), so the held-out test split
     # holds people neither model has seen.
     pair = (getattr(model, "metadata", {}) or {}).get("swap_pair") or {}
     name = args.dataset or (getattr(model, "metadata", {}) or {}).get("dataset")
     same_data = not args.dataset or args.dataset == model.metadata.get("dataset")
-    data = _export_data(argparse.Namespace(dataset=name, count=pair.get("count") if same_data else None), model)
+    data = model_data(name, model, count=pair.get("count") if same_data else None)
     rows = swap_examples(data, args.count)
     if len(rows) < args.count:
         print(f"warning: {data.name} has only {len(rows)} images; swapping those", file=sys.stderr)
@@ -180,8 +194,14 @@ def _images_from_data(args: argparse.Namespace, model: Any) -> tuple[Any, dict[s
 
 
 def cmd_swap_apply(args: argparse.Namespace) -> int:
-    from explorer.core.compare import NO_SHARED_ENCODER, CompareError, shares_encoder, swap_rows, write_swap_grid
+    from explorer.core.compare import CompareError
     from explorer.core.export import ExportError
+    from explorer.core.swap import (
+        NO_SHARED_ENCODER,
+        shares_encoder,
+        swap_rows,
+        write_swap_grid,
+    )
 
     t0 = time.perf_counter()
     if Path(args.out).suffix.lower() != ".png":

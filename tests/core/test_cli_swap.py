@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from explorer.core import checkpoint
-from explorer.core import compare as C
+from explorer.core import swap as C
 from explorer.core.data import load_dataset
 from explorer.core.models import build_model
 

@@ -19,6 +19,9 @@ import pytest
 import torch
 
 from explorer.core import compare as C
+from explorer.core import swap as S
+from explorer.core.compare import columns as CC
+from explorer.core.compare import distortion as R
 from explorer.core.checkpoint import save
 from explorer.core.compare import CompareError
 from explorer.core.data import load_dataset
@@ -147,7 +150,7 @@ def test_prior_density_shows_where_the_prior_lands(digits_models):
 def test_metrics_per_family(digits, digits_models):
     rows = {fam: C.model_metrics(m, digits, n_samples=200) for fam, m in digits_models.items()}
     for fam, r in rows.items():
-        assert set(C._METRIC_NAMES) <= set(r) and r["family"] == fam and r["n_items"] == digits.n_test
+        assert set(CC._METRIC_NAMES) <= set(r) and r["family"] == fam and r["n_items"] == digits.n_test
         for key in ("sample_confidence", "sample_score", "sample_fd", "sample_nn_rmse"):
             assert r[key] is not None and math.isfinite(r[key]), (fam, key)
         assert 1.0 <= r["sample_score"] <= 10.0 and 0.1 <= r["sample_confidence"] <= 1.0
@@ -220,7 +223,7 @@ def test_rate_distortion_with_pca_baseline(digits, digits_models):
         by["pca-2"]["recon_mse"], rel=1e-4)
     # The randomised fit used for wide data (more pixels than images) matches the exact one.
     fast = build_model("pca", latent_dim=2, image_shape=(1, 8, 8))
-    C._fit_pca_lowrank(fast, torch.from_numpy(digits.train().images).float() / 255.0)
+    R._fit_pca_lowrank(fast, torch.from_numpy(digits.train().images).float() / 255.0)
     np.testing.assert_allclose(fast.components.numpy(), fitted.components.numpy(), atol=1e-3)
     np.testing.assert_allclose(fast.scale.numpy(), fitted.scale.numpy(), rtol=1e-3)
 
@@ -233,26 +236,26 @@ def test_shared_encoder_decoder_swap_draws_the_other_style():
     compared with face i rendered in the other style (same person, pose and expression).
     """
     n, size = 2400, 24
-    style_a = C.face_style_data("a", n, size=size)
-    style_b = C.face_style_data("b", n, size=size, identity_offset=n)  # other people, as in a face swap
-    ma, mb = C.train_shared_encoder(style_a, style_b, latent_dim=16, hidden=(256,), epochs=6, seed=0)
-    assert ma.encoder is mb.encoder and C.shares_encoder(ma, mb)
+    style_a = S.face_style_data("a", n, size=size)
+    style_b = S.face_style_data("b", n, size=size, identity_offset=n)  # other people, as in a face swap
+    ma, mb = S.train_shared_encoder(style_a, style_b, latent_dim=16, hidden=(256,), epochs=6, seed=0)
+    assert ma.encoder is mb.encoder and S.shares_encoder(ma, mb)
     assert ma.metadata["dataset"] == style_a.name and ma.metadata["history"]["epochs"] == 6
 
     test_a = style_a.test()
-    swapped = C.decoder_swap(ma, mb, test_a.images).numpy()
-    truth = C.face_style_data("b", len(test_a), size=size, identity_offset=style_a.n_train,
+    swapped = S.decoder_swap(ma, mb, test_a.images).numpy()
+    truth = S.face_style_data("b", len(test_a), size=size, identity_offset=style_a.n_train,
                               attrs=test_a.attributes).images / 255.0  # same identities as test_a's rows
     x = test_a.images / 255.0
     d_truth = np.abs(swapped - truth).mean((1, 2, 3))
     d_input = np.abs(swapped - x).mean((1, 2, 3))
     d_other = np.abs(swapped - np.roll(truth, 1, axis=0)).mean((1, 2, 3))  # B-style, but another face
-    own = np.abs(C.decoder_swap(ma, ma, test_a.images).numpy() - x).mean()
+    own = np.abs(S.decoder_swap(ma, ma, test_a.images).numpy() - x).mean()
     assert d_truth.mean() < 0.5 * d_input.mean()  # it changed style...
     assert (d_truth < d_other).mean() > 0.8  # ...and kept the face
     assert d_truth.mean() < 1.5 * own  # about as close as the model's own reconstructions
     with pytest.raises(CompareError, match="16-d codes but the decoder takes 4-d"):
-        C.decoder_swap(ma, build_model("ae", latent_dim=4, image_shape=(3, size, size), hidden=(8,)), x[:2])
+        S.decoder_swap(ma, build_model("ae", latent_dim=4, image_shape=(3, size, size), hidden=(8,)), x[:2])
 
 
 # ------------------------------------------------------------------ files and the command

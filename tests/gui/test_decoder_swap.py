@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from explorer.core import compare as C
+from explorer.core import swap as C
 from explorer.core import save_model
 from explorer.core.export import to_frames
 from explorer.core.models import build_model

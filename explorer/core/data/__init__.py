@@ -8,7 +8,7 @@
 - ``digits``: scikit-learn's 1797 8x8 digits
 - ``faces``: procedural 64x64 faces with 10 exact attributes (see ``faces``), ``count`` of them, by ``seed``
 - ``faces-style-a``, ``faces-style-b``: the decoder swap's two procedural face styles
-  (``explorer.core.compare.face_style_pair``): ``count`` faces (default 4000) of ``image_size`` (default 32);
+  (``explorer.core.data.face_styles.face_style_pair``): ``count`` faces (default 4000) of ``image_size`` (default 32);
   B's people are others than A's; the attributes are those that vary (not the style's fixed ones). Loadable
   by name (a swap pair's checkpoints name them) but not listed in ``DATASET_NAMES``: they exist for the
   decoder swap, not as general training data.
@@ -85,7 +85,7 @@ def _faces(path: Path | None, o: LoadOptions, name: str) -> ImageData:
 
 def _face_style(style: str) -> Loader:
     def load(path: Path | None, o: LoadOptions, name: str) -> ImageData:
-        from ..compare import FACE_STYLE_COUNT, FACE_STYLE_SIZE, face_style_dataset
+        from .face_styles import FACE_STYLE_COUNT, FACE_STYLE_SIZE, face_style_dataset
 
         data = face_style_dataset(style, o.count or FACE_STYLE_COUNT, size=o.image_size or FACE_STYLE_SIZE,
                                   seed=o.seed)

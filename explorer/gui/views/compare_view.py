@@ -345,7 +345,8 @@ class CompareView(QWidget):
         """Write the comparison into ``folder`` (and ``decoder-swap.png`` when a decoder swap is shown)."""
         from pathlib import Path
 
-        from explorer.core.compare import write_comparison, write_swap_grid
+        from explorer.core.compare import write_comparison
+        from explorer.core.swap import write_swap_grid
 
         entries = self.entries or self.candidates()
         if len(entries) < 2:

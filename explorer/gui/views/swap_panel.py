@@ -187,7 +187,7 @@ class SwapPanel(QGroupBox):
     # ------------------------------------------------------------ the swap
     def compute(self) -> None:
         """Swap ``count`` images of A's data set through B's decoder, in the background."""
-        from explorer.core.compare import NO_SHARED_ENCODER, shares_encoder, swap_examples, swap_rows
+        from explorer.core.swap import NO_SHARED_ENCODER, shares_encoder, swap_examples, swap_rows
 
         a, b = self.entry_a(), self.entry_b()
         self.error.setText("")
@@ -245,7 +245,7 @@ class SwapPanel(QGroupBox):
 
     def train_pair(self) -> None:
         """Train a shared-encoder pair on the two face styles in the background, save both, open both."""
-        from explorer.core.compare import save_swap_pair, train_face_style_pair
+        from explorer.core.swap import save_swap_pair, train_face_style_pair
         from explorer.core.latent import Cancelled
 
         if self.training:
@@ -319,7 +319,7 @@ class SwapPanel(QGroupBox):
             self.export(path)
 
     def export(self, path: str) -> None:
-        from explorer.core.compare import write_swap_grid
+        from explorer.core.swap import write_swap_grid
 
         if self.rows is None:
             self.error.setText("Nothing to export yet: pick A and B and press Swap.")

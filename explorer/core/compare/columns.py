@@ -1,0 +1,64 @@
+"""Metric columns of the comparison table: names, units, which way is better, tooltips."""
+
+from dataclasses import dataclass
+
+# A latent dimension is active when the variance of its code (E[z|x], the posterior mean for a VAE) over the
+# data exceeds this (Burda et al. 2016, "Importance Weighted Autoencoders", section 5.2).
+ACTIVE_VARIANCE = 0.01
+# Pixel probabilities are clamped to [eps, 1 - eps] before the log: PCA decodes clamp to exact 0 / 1 and a
+# sigmoid saturates to exactly 1.0 in float32, and one such pixel would otherwise make a model's BCE infinite.
+BCE_EPS = 1e-6
+
+
+class CompareError(ValueError):
+    """The models or data cannot be compared as asked. ``str(err)`` is a user-facing message."""
+
+
+@dataclass(frozen=True)
+class MetricColumn:
+    name: str  # key in model_metrics' result and column in metrics.csv
+    title: str  # short header for a table
+    unit: str
+    direction: str  # "higher" or "lower" is better, or "neither" (a trade-off; see help)
+    help: str  # one sentence for a tooltip
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "title": self.title, "unit": self.unit, "direction": self.direction,
+                "help": self.help}
+
+
+# Descriptive columns that come first in metrics.csv (no direction).
+INFO_COLUMNS: list[str] = ["model", "family", "latent_dim", "dataset", "split", "n_items", "n_samples"]
+
+METRIC_COLUMNS: list[MetricColumn] = [
+    MetricColumn("recon_bce", "Recon. BCE", "nats/image", "lower",
+                 "Binary cross-entropy between each test image and its reconstruction from the encoder's code "
+                 "(a VAE's posterior mean), summed over pixels: the VAE's reconstruction term without sampling."),
+    MetricColumn("recon_mse", "Recon. MSE", "per pixel (0-1 scale)", "lower",
+                 "Mean squared difference between test images and their reconstructions, per pixel."),
+    MetricColumn("kl", "KL to prior", "nats/image", "neither",
+                 "KL divergence from each image's posterior q(z|x) to the N(0, I) prior, averaged over test "
+                 "images (VAEs only): the information the code carries, paid for in prior fit."),
+    MetricColumn("active_dims", "Active dims", "dimensions", "higher",
+                 "Latent dimensions whose code varies across test images (variance of E[z|x] above 0.01, Burda "
+                 "et al.); for a plain AE the code's scale is arbitrary, so nearly all count as active."),
+    MetricColumn("knn_accuracy", "kNN acc.", "fraction", "higher",
+                 "Accuracy of a 5-nearest-neighbour classifier on the codes (training codes as references, test "
+                 "codes as queries): whether images of one label lie together in the latent space."),
+    MetricColumn("probe_accuracy", "Linear probe acc.", "fraction", "higher",
+                 "Test accuracy of logistic regression on the standardised codes: how useful the code is as "
+                 "features for a linear classifier."),
+    MetricColumn("sample_confidence", "Sample confidence", "probability", "higher",
+                 "Mean top-class probability that a small classifier trained on real images gives to images "
+                 "decoded from N(0, I) samples; alone it rewards samples that are all one clear prototype."),
+    MetricColumn("sample_score", "Sample score", "1 to #classes", "higher",
+                 "Classifier score exp(E KL(p(y|x) || p(y))) of the prior samples (the Inception Score with our "
+                 "classifier): high when samples are both clear and spread over all classes."),
+    MetricColumn("sample_fd", "Sample FD", "squared feature distance", "lower",
+                 "Fréchet distance between classifier features of prior samples and of real test images (FID "
+                 "with our classifier): blur, holes in the prior and missing classes all raise it."),
+    MetricColumn("sample_nn_rmse", "Sample NN dist.", "RMS per pixel (0-1 scale, at most 32 px a side)", "lower",
+                 "RMS pixel distance from each prior sample to its nearest real training image: far above the "
+                 "real images' value means off the data, but faint, blurry or copied samples also score low."),
+]
+_METRIC_NAMES = [c.name for c in METRIC_COLUMNS]
