@@ -18,10 +18,12 @@ most CelebA VAEs / GANs train on), scaled to the image's actual size, then resiz
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
 
+from ..progress import ProgressFn
 from .base import DataSourceError, ImageData
 from .folder import TEST_EVERY, load_files
 
@@ -132,8 +134,10 @@ def read_partition(path: Path, files: list[str]) -> np.ndarray:
 
 def load_celeba(path: str | os.PathLike[str], *, image_size: int | None = None, channels: int | None = None,
                 count: int | None = None, limit_train: int | None = None, limit_test: int | None = None,
-                name: str | None = None) -> ImageData:
-    """Load a CelebA-format folder; `count` reads only the first N images listed."""
+                name: str | None = None, progress: ProgressFn | None = None,
+                cancel: threading.Event | None = None) -> ImageData:
+    """Load a CelebA-format folder; `count` reads only the first N images listed. Decoded once into the
+    on-disk cache (``progress``, ``cancel``), memory-mapped on later opens."""
     root = Path(path).expanduser()
     if not root.is_dir():
         raise DataSourceError(f"CelebA folder {root} does not exist. Pass celeba:PATH. " + _HELP)
@@ -172,7 +176,7 @@ def load_celeba(path: str | os.PathLike[str], *, image_size: int | None = None, 
         [paths[i] for i in keep], labels[keep], test_mask[keep], name=name or f"celeba:{root}",
         label_names=label_names, size=image_size or DEFAULT_SIZE, channels=channels or 3, count=None,
         limit_train=limit_train, limit_test=limit_test, source=str(root), crop=celeba_box,
-        attributes=attrs[keep], attribute_names=attr_names,
+        attributes=attrs[keep], attribute_names=attr_names, progress=progress, cancel=cancel,
     )
     if not present.all():
         data.notes.insert(0, f"{int((~present).sum())} of {len(paths)} listed images are missing from {image_dir} "

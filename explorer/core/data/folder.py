@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
 
+from ..progress import ProgressFn
 from .base import DataSourceError, ImageData
-from .transforms import CropFn, center_square_box, convert_channels, decode_files
+from .cache import DecodeCache, decode_cached
+from .transforms import CropFn, center_square_box, convert_channels
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +93,14 @@ def _describe_failures(failures: list[tuple[Path, str]], shown: int = 5) -> str:
 def load_files(files: list[Path], labels: np.ndarray, test_mask: np.ndarray, *, name: str, label_names: list[str],
                size: int, channels: int | None, count: int | None, limit_train: int | None,
                limit_test: int | None, source: str, crop: CropFn = center_square_box,
-               attributes: np.ndarray | None = None, attribute_names: list[str] | None = None) -> ImageData:
+               attributes: np.ndarray | None = None, attribute_names: list[str] | None = None,
+               progress: ProgressFn | None = None, cancel: threading.Event | None = None,
+               cache: DecodeCache | bool | None = True) -> ImageData:
     """Decode the chosen rows of a file list into an ImageData (train rows first).
 
     Shared by the folder and CelebA sources. Unreadable files are skipped and listed in ``notes``; only if
-    none can be read is it an error.
+    none can be read is it an error. Decoded pixels go through the on-disk decode cache (``cache.py``): the
+    first open decodes (``progress``, ``cancel``), later ones memory-map the result.
     """
     rng = np.random.default_rng(_ORDER_SEED)
     train_idx = np.flatnonzero(~test_mask)
@@ -102,12 +108,13 @@ def load_files(files: list[Path], labels: np.ndarray, test_mask: np.ndarray, *, 
     train_idx, test_idx = train_idx[rng.permutation(len(train_idx))], test_idx[rng.permutation(len(test_idx))]
     k_train, k_test = split_counts(len(train_idx), len(test_idx), count, limit_train, limit_test)
     rows = np.concatenate([train_idx[:k_train], test_idx[:k_test]])
-    decoded = decode_files([files[i] for i in rows], size, crop)
+    decoded = decode_cached([files[i] for i in rows], size, crop, source=source, channels=channels,
+                            extra=[int(k_train), int(k_test)], progress=progress, cancel=cancel, cache=cache)
     if not decoded.ok.any():
         raise DataSourceError(
             f"none of the {len(rows)} images in {source} could be read: {_describe_failures(decoded.failures)}"
         )
-    notes = []
+    notes = [decoded.note] if decoded.note else []
     if decoded.failures:
         notes.append(f"skipped {len(decoded.failures)} unreadable image(s) of {len(rows)}: "
                      f"{_describe_failures(decoded.failures)}")
@@ -131,13 +138,15 @@ def load_files(files: list[Path], labels: np.ndarray, test_mask: np.ndarray, *, 
 
 def load_folder(path: str | os.PathLike[str], *, image_size: int | None = None, channels: int | None = None,
                 count: int | None = None, limit_train: int | None = None, limit_test: int | None = None,
-                name: str | None = None) -> ImageData:
-    """Load an image folder. channels: default 1 if every image is grayscale, else 3."""
+                name: str | None = None, progress: ProgressFn | None = None,
+                cancel: threading.Event | None = None) -> ImageData:
+    """Load an image folder. channels: default 1 if every image is grayscale, else 3. The first open decodes
+    into the on-disk cache (``progress``, ``cancel``); later opens of the unchanged folder memory-map it."""
     root = Path(path).expanduser()
     files, labels, names = list_image_files(root)
     test_mask = (np.arange(len(files)) % TEST_EVERY) == TEST_EVERY - 1
     return load_files(
         files, labels, test_mask, name=name or f"folder:{root}", label_names=names,
         size=image_size or DEFAULT_SIZE, channels=channels, count=count, limit_train=limit_train,
-        limit_test=limit_test, source=str(root),
+        limit_test=limit_test, source=str(root), progress=progress, cancel=cancel,
     )
