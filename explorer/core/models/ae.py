@@ -14,6 +14,9 @@ import torch
 from . import losses
 from . import nets
 from .base import (
+    MAX_BASE_CHANNELS,
+    MAX_HIDDEN_LAYERS,
+    MAX_LAYER_WIDTH,
     Capabilities,
     LatentModel,
     ModelConfig,
@@ -22,6 +25,7 @@ from .base import (
     check_nonnegative,
     check_positive_int,
 )
+from .base import _short_repr
 from .registry import register
 
 
@@ -53,10 +57,12 @@ class EncDecConfig(ModelConfig):
         check_choice("arch", self.arch, self.archs)
         check_choice("loss", self.loss, losses.RECON_LOSSES)
         if not isinstance(self.hidden, tuple):
-            raise ValueError(f"hidden must be a list of layer sizes, got {self.hidden!r}")
+            raise ValueError(f"hidden must be a list of layer sizes, got {_short_repr(self.hidden)}")
+        if len(self.hidden) > MAX_HIDDEN_LAYERS:
+            raise ValueError(f"hidden has {len(self.hidden)} layers, at most {MAX_HIDDEN_LAYERS} are allowed")
         for size in self.hidden:
-            check_positive_int("each hidden layer size", size)
-        check_positive_int("base_channels", self.base_channels)
+            check_positive_int("each hidden layer size", size, MAX_LAYER_WIDTH)
+        check_positive_int("base_channels", self.base_channels, MAX_BASE_CHANNELS)
         if not isinstance(self.batchnorm, bool):
             raise ValueError(f"batchnorm must be true or false, got {self.batchnorm!r}")
         if self.arch == "conv" and (problem := nets.conv_shape_problem(self.image_shape)):

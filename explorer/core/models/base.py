@@ -69,9 +69,25 @@ def check_nonnegative(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
-def check_positive_int(name: str, value: Any) -> None:
+def check_positive_int(name: str, value: Any, maximum: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise ValueError(f"{name} must be a positive integer, got {_short_repr(value)}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {value}")
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# Sane limits for any config, checked before a model is built (a checkpoint's config is outside input: a
+# latent_dim of 10^9 must be refused, not handed to the allocator). Far above anything trained here.
+MAX_LATENT_DIM = 65_536
+MAX_IMAGE_SIDE = 4096
+MAX_LAYER_WIDTH = 65_536
+MAX_HIDDEN_LAYERS = 64
+MAX_BASE_CHANNELS = 4096
 
 
 @dataclass
@@ -94,17 +110,22 @@ class ModelConfig:
             raise ValueError(f"unknown config field(s) for {cls.__name__}: {', '.join(unknown)}")
         kwargs = dict(d)
         if "image_shape" in kwargs:
-            kwargs["image_shape"] = tuple(int(v) for v in kwargs["image_shape"])
+            shape = kwargs["image_shape"]
+            if not isinstance(shape, (list, tuple)):
+                raise ValueError(f"image_shape must be three positive integers (C, H, W), got {_short_repr(shape)}")
+            kwargs["image_shape"] = tuple(shape)
         cfg = cls(**kwargs)
         cfg.validate()
         return cfg
 
     def validate(self) -> None:
-        if not isinstance(self.latent_dim, int) or self.latent_dim < 1:
-            raise ValueError(f"latent_dim must be a positive integer, got {self.latent_dim!r}")
+        check_positive_int("latent_dim", self.latent_dim, MAX_LATENT_DIM)
         shape = tuple(self.image_shape)
-        if len(shape) != 3 or any((not isinstance(v, int)) or v < 1 for v in shape):
-            raise ValueError(f"image_shape must be three positive integers (C, H, W), got {self.image_shape!r}")
+        if len(shape) != 3 or any(isinstance(v, bool) or (not isinstance(v, int)) or v < 1 for v in shape):
+            raise ValueError(f"image_shape must be three positive integers (C, H, W), got "
+                             f"{_short_repr(self.image_shape)}")
+        if max(shape[1:]) > MAX_IMAGE_SIDE:
+            raise ValueError(f"image_shape {list(shape)}: image sides must be at most {MAX_IMAGE_SIDE}")
         if shape[0] not in (1, 3):
             raise ValueError(f"image_shape must have 1 or 3 channels, got {shape[0]}")
 

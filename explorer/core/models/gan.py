@@ -13,6 +13,7 @@ import torch
 from . import losses
 from . import nets
 from .base import (
+    MAX_BASE_CHANNELS,
     Capabilities,
     LatentModel,
     ModelConfig,
@@ -50,8 +51,8 @@ class GANConfig(ModelConfig):
     def validate(self) -> None:
         super().validate()
         if self.base_channels is not None:
-            check_positive_int("base_channels", self.base_channels)
-        check_positive_int("d_steps", self.d_steps)
+            check_positive_int("base_channels", self.base_channels, MAX_BASE_CHANNELS)
+        check_positive_int("d_steps", self.d_steps, 1000)
         check_choice("g_loss", self.g_loss, losses.G_LOSSES)
         check_nonnegative("label_smoothing", self.label_smoothing)
         if self.label_smoothing >= 0.5:
