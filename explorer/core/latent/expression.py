@@ -48,7 +48,7 @@ __all__ = [
 
 MAX_EXPRESSION_LENGTH = 1000
 _MAX_DEPTH = 100  # nesting limit: keeps the recursive parser far from Python's recursion limit
-POINT_NAME = re.compile(r"p(\d+)\Z")
+POINT_NAME = re.compile(r"p([0-9]+)\Z")
 
 
 class ExpressionError(ValueError):
@@ -79,7 +79,9 @@ class _Token:
     col: int  # 1-based
 
 
-_NUMBER = re.compile(r"(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+# ASCII digits only: str.isdigit() is also true for "²" or "٣", which float() reads or the pattern does not.
+_DIGITS = frozenset("0123456789")
+_NUMBER = re.compile(r"([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # Characters people type when they try Python (or another language) here, and why each is refused.
@@ -129,9 +131,10 @@ def _tokenize(text: str) -> list[_Token]:
         if ch.isspace():
             i += 1
             continue
-        if ch.isdigit() or (ch == "." and i + 1 < n and text[i + 1].isdigit()):
+        if ch in _DIGITS or (ch == "." and i + 1 < n and text[i + 1] in _DIGITS):
             m = _NUMBER.match(text, i)
-            assert m is not None
+            if m is None:  # cannot happen with the checks above; never an AssertionError for users
+                raise ExpressionError(f"unexpected character {ch!r}", col, text)
             end = m.end()
             if end < n and (text[end].isalpha() or text[end] == "_"):
                 raise ExpressionError(
@@ -142,11 +145,11 @@ def _tokenize(text: str) -> list[_Token]:
             tokens.append(_Token("num", m.group(), col))
             i = end
             continue
-        if ch.isalpha() or ch == "_":
+        if ch.isalpha() or ch == "_" or (ch.isdigit() and ch not in _DIGITS):
             m = _NAME.match(text, i)
             if m is None:  # a non-ASCII letter: refuse it rather than guess
-                raise ExpressionError(f"unexpected character {ch!r}; names use ASCII letters, digits and _",
-                                      col, text)
+                what = "numbers use the digits 0-9" if ch.isdigit() else "names use ASCII letters, digits and _"
+                raise ExpressionError(f"unexpected character {ch!r}; {what}", col, text)
             _check_name(m.group(), col, text)
             tokens.append(_Token("name", m.group(), col))
             i = m.end()
@@ -392,18 +395,33 @@ class _Evaluator:
         return ExpressionError(message, col, self.text)
 
     def eval(self, node: _Node) -> _Typed:
-        if isinstance(node, _Num):
-            return _Typed(node.value, "a number")
-        if isinstance(node, _Name):
-            return _Typed(self.lookup(node), node.name)
-        if isinstance(node, _Unary):
-            inner = self.eval(node.operand)
-            value = -inner.value if node.op == "-" else inner.value
-            return _Typed(value, inner.label if inner.is_vector else "a number")
-        return self.binary(node)
+        # Iterative (post-order with an explicit stack): "1*1*...*p0" within the length limit is a tree
+        # ~500 deep, which recursion would turn into a RecursionError.
+        values: list[_Typed] = []
+        stack: list[tuple[_Node, bool]] = [(node, False)]
+        while stack:
+            current, ready = stack.pop()
+            if isinstance(current, _Num):
+                values.append(_Typed(current.value, "a number"))
+            elif isinstance(current, _Name):
+                values.append(_Typed(self.lookup(current), current.name))
+            elif not ready:
+                stack.append((current, True))
+                if isinstance(current, _Unary):
+                    stack.append((current.operand, False))
+                else:
+                    stack += [(current.right, False), (current.left, False)]
+            elif isinstance(current, _Unary):
+                inner = values.pop()
+                value = -inner.value if current.op == "-" else inner.value
+                values.append(_Typed(value, inner.label if inner.is_vector else "a number"))
+            else:
+                b = values.pop()
+                a = values.pop()
+                values.append(self.binary(current, a, b))
+        return values[0]
 
-    def binary(self, node: _Binary) -> _Typed:
-        a, b = self.eval(node.left), self.eval(node.right)
+    def binary(self, node: _Binary, a: _Typed, b: _Typed) -> _Typed:
         op, col = node.op, node.col
         label = "(...)"
         if op in "+-":
