@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from ..bounded import open_regular
 from .base import DataSourceError, ImageData
 
 # ITU-R 601-2 luma, the weights Pillow's convert("L") uses, so both paths agree.
@@ -115,13 +116,25 @@ def center_square_box(w: int, h: int) -> tuple[float, float, float, float]:
     return (w - s) / 2, (h - s) / 2, (w + s) / 2, (h + s) / 2
 
 
+# Decoded pixels we accept in one file (after JPEG's reduced-scale draft): a 40-megapixel PNG costs ~160 MB
+# while it is cropped and reduced; a 12000x12000 PNG (17 KB on disk if it is flat) would cost over a GB.
+MAX_IMAGE_PIXELS = 40_000_000
+# Bumped whenever the same file decodes to different pixels (the decode cache keys on it).
+DECODER_VERSION = 2
+# 16-bit (and 32-bit integer) images are scaled from 0..65535, float images from 0..1, to 0..255.
+_HIGH_RANGE = {"I": 65535.0, "F": 1.0}
+
+
 def open_image(path: str | Path, size: int, crop: CropFn = center_square_box) -> tuple[np.ndarray, bool]:
     """Decode one file to a (3, size, size) uint8 RGB array, and whether it is grayscale.
 
-    Transparent pixels are composited on white (sprites and icons usually mean "no background"). Raises
-    OSError / ValueError (Pillow's errors) for unreadable files; the caller decides whether to skip them.
+    Transparent pixels are composited on white (sprites and icons usually mean "no background"). 16-bit and
+    float images are scaled by their mode's range (65535, 1.0), not clipped at 255. Large images are decoded
+    at a reduced scale (JPEG draft) or reduced right after the crop; more than ``MAX_IMAGE_PIXELS`` decoded
+    pixels are refused. Only regular files are opened (a FIFO named .png would block for ever). Raises
+    OSError / ValueError (Pillow's errors, ours) for unreadable files; the caller decides whether to skip them.
     """
-    with Image.open(path) as src:
+    with open_regular(path) as fh, Image.open(fh) as src:
         # JPEG draft: libjpeg decodes at 1/2, 1/4 or 1/8 scale while the crop stays >= 2x the target; that
         # is most of the decode time on CelebA-sized photos. EXIF rotation does not change the box's size.
         w0, h0 = src.size
@@ -129,15 +142,34 @@ def open_image(path: str | Path, size: int, crop: CropFn = center_square_box) ->
         scale = min(box0[2] - box0[0], box0[3] - box0[1]) / (2 * size)
         if src.format == "JPEG" and scale >= 2:
             src.draft("RGB", (int(w0 / scale) + 1, int(h0 / scale) + 1))
+        w, h = src.size
+        if w * h > MAX_IMAGE_PIXELS:
+            raise ValueError(f"{Path(path).name} is {w0}x{h0} pixels ({w0 * h0 / 1e6:.0f} megapixels), above the "
+                             f"{MAX_IMAGE_PIXELS / 1e6:.0f}-megapixel limit for one image; resize it first")
         im: Image.Image = ImageOps.exif_transpose(src)
         gray = im.mode in _GRAY_MODES or (im.mode == "P" and _palette_is_gray(im))
-        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-            rgba = im.convert("RGBA")
-            im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-        im = im.convert("RGB")
         # Crop first (whole pixels): resize(box=...) would let the filter blend in pixels from outside the box.
         left, top, right, bottom = (int(round(v)) for v in crop(*im.size))
         im = im.crop((left, top, max(right, left + 1), max(bottom, top + 1)))
+        high = None
+        if im.mode.startswith("I;16"):
+            im, high = im.convert("I"), _HIGH_RANGE["I"]  # I;16 cannot be reduced; I keeps every value
+        elif im.mode in _HIGH_RANGE:
+            high = _HIGH_RANGE[im.mode]
+        elif im.mode == "P" or im.mode not in ("L", "LA", "RGB", "RGBA"):
+            alpha = "transparency" in im.info or im.mode in ("PA", "La", "RGBa")
+            im = im.convert("L" if im.mode == "1" else "RGBA" if alpha else "RGB")
+        factor = min(im.size) // (2 * size)
+        if factor >= 2:  # box-average down to >= 2x the target first: the bicubic resize then costs little
+            im = im.reduce(factor)
+        if high is not None:
+            values = np.asarray(im, dtype=np.float32)
+            scaled = np.nan_to_num(values * (255.0 / high), nan=0.0, posinf=255.0, neginf=0.0)
+            im = Image.fromarray(np.clip(scaled + 0.5, 0, 255).astype(np.uint8))
+        if im.mode in ("RGBA", "LA"):
+            rgba = im.convert("RGBA")
+            im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+        im = im.convert("RGB")
         im = im.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=2.0)
         arr = np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
     if not gray:
@@ -172,7 +204,10 @@ def decode_files(paths: list[Path], size: int, crop: CropFn = center_square_box,
         try:
             out[i], gray[i] = open_image(paths[i], size, crop)
             ok[i] = True
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:  # Pillow's error types
+        except MemoryError:
+            failures[i] = "MemoryError: not enough memory to decode it"
+        except Exception as exc:  # noqa: BLE001 - OSError, ValueError, SyntaxError, DecompressionBombError and
+            # whatever else a damaged file makes a Pillow plugin raise: one bad file must not stop the others
             failures[i] = f"{type(exc).__name__}: {exc}"
 
     n_workers = workers or min(8, (os.cpu_count() or 1) + 1)
