@@ -21,7 +21,6 @@ FAMILY_MODULES: dict[str, str] = {
     "gan": "explorer.core.models.gan",
     "pca": "explorer.core.models.pca",
     "patch": "explorer.core.models.patch",
-    "patch": "explorer.core.models.patch",
     "pixelcnn": "explorer.core.models.pixelcnn",
     # Users' own models: checkpoint.load must rebuild them from metadata like any family.
     "imported": "explorer.core.adapter",
