@@ -1,0 +1,166 @@
+"""Large-map layers: density image with known pixels, exact lasso and pick, thumbnails at close zoom."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+import pytest
+
+from explorer.core.imaging import label_colours
+from explorer.gui.views.map_layers import (
+    MapLayers,
+    PointIndex,
+    point_colours,
+    points_in_polygon_fast,
+    render_density,
+)
+from explorer.gui.views.map_view import points_in_polygon
+
+
+def _cols(xy):
+    xy = np.asarray(xy, np.float32)
+    return np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1])
+
+
+def test_density_pixels_have_the_mean_label_colour_and_log_opacity():
+    pal = label_colours(2).astype(int)
+    # 100 points needed for density mode with points_max=10; 3 in pixel (0, 0): two of label 0, one of 1.
+    xy = [[0.5, 9.5]] * 2 + [[0.5, 9.5]] + [[9.99, 0.0]] + [[5.5, 4.5]] * 96
+    labels = [0, 0, 1, 1] + [0] * 96
+    x, y = _cols(xy)
+    img, mode, n = render_density(x, y, point_colours(np.array(labels), 2), (0, 0, 10, 10), 10, 10, points_max=10)
+    assert mode == "density" and n == 100
+    top_left = img[0, 0]  # row 0 is the top of the map (y = 10)
+    expect = (2 * pal[0] + pal[1]) / 3
+    np.testing.assert_allclose(top_left[:3], expect, atol=1)
+    assert img[9, 9, 3] > 0  # a point on the map's right edge is drawn, not dropped
+    np.testing.assert_array_equal(img[9, 9, :3], pal[1])
+    assert img[5, 5, 3] == 255  # the densest pixel is opaque
+    assert 102 <= img[9, 9, 3] < top_left[3] < 255  # opacity grows with the count
+    assert (img[..., 3] > 0).sum() == 3
+
+
+def test_few_points_are_drawn_as_discs_of_their_colour():
+    pal = label_colours(3)
+    x, y = _cols([[2.0, 2.0], [7.0, 7.0]])
+    img, mode, n = render_density(x, y, point_colours(np.array([1, 2]), 3), (0, 0, 10, 10), 10, 10)
+    assert mode == "points" and n == 2
+    np.testing.assert_array_equal(img[8, 2, :3], pal[1])  # y = 2 is row 10 - 2 = 8
+    np.testing.assert_array_equal(img[3, 7, :3], pal[2])
+    assert 15 <= (img[..., 3] == 255).sum() <= 2 * 21
+
+
+def test_points_outside_the_view_are_not_counted():
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(-10, 10, (5000, 2)).astype(np.float32)
+    x, y = _cols(xy)
+    inside = ((xy >= 0) & (xy <= 5)).all(1).sum()
+    _, _, n = render_density(x, y, point_colours(np.zeros(5000, int), 1), (0, 0, 5, 5), 50, 50, points_max=0)
+    assert n == inside
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fast_lasso_matches_the_exact_even_odd_rule(seed):
+    rng = np.random.default_rng(seed)
+    pts = rng.normal(0, 3, (40_000, 2)).astype(np.float32)
+    t = np.sort(rng.uniform(0, 2 * np.pi, 60))
+    r = rng.uniform(2, 8, 60)  # a spiky, concave outline
+    poly = np.c_[r * np.cos(t), r * np.sin(t)]
+    expect = np.sort(points_in_polygon(pts, poly))
+    np.testing.assert_array_equal(points_in_polygon_fast(pts, poly), expect)
+    np.testing.assert_array_equal(points_in_polygon_fast(pts, poly, index=PointIndex(pts)), expect)
+    # a self-intersecting bow tie, and degenerate outlines
+    bow = np.array([[-5, -5], [5, 5], [5, -5], [-5, 5]], float)
+    np.testing.assert_array_equal(points_in_polygon_fast(pts, bow, grid=64), np.sort(points_in_polygon(pts, bow)))
+    assert len(points_in_polygon_fast(pts, poly[:2])) == 0
+
+
+def test_point_index_nearest_and_rectangle():
+    rng = np.random.default_rng(3)
+    pts = rng.normal(size=(3000, 2)).astype(np.float32)
+    index = PointIndex(pts)
+    for q in rng.normal(size=(20, 2)):
+        d, i = index.nearest(q[None])
+        brute = np.hypot(*(pts - q).T)
+        assert i == int(brute.argmin()) and d == pytest.approx(float(brute.min()), rel=1e-5)
+    got = np.sort(index.in_rect(-0.5, -0.2, 0.7, 1.0))
+    want = np.flatnonzero((pts[:, 0] >= -0.5) & (pts[:, 0] <= 0.7) & (pts[:, 1] >= -0.2) & (pts[:, 1] <= 1.0))
+    np.testing.assert_array_equal(got, want)
+    assert PointIndex(np.zeros((0, 2))).nearest(np.zeros((1, 2))) == (np.inf, -1)
+
+
+def _plot(qtbot):
+    pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
+    w = pg.PlotWidget(background="w")
+    w.resize(400, 300)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    return w
+
+
+def test_density_item_draws_every_point_in_a_plot(qtbot):
+    w = _plot(qtbot)
+    rng = np.random.default_rng(0)
+    pts = np.r_[rng.normal(-5, 0.5, (120_000, 2)), rng.normal(5, 0.5, (80_000, 2))].astype(np.float32)
+    labels = np.r_[np.zeros(120_000, int), np.ones(80_000, int)]
+    layers = MapLayers(w)
+    layers.set_points(pts, labels, ["a", "b"])
+    w.getPlotItem().getViewBox().setRange(xRange=(-8, 8), yRange=(-8, 8), padding=0)
+    img = w.grab().toImage()
+    pal = label_colours(2)
+
+    def colour_at(x, y):
+        vb = w.getPlotItem().getViewBox()
+        p = w.mapFromScene(vb.mapViewToScene(pg.Point(x, y)))
+        c = img.pixelColor(p.x(), p.y())
+        return np.array([c.red(), c.green(), c.blue()])
+
+    def over_white(rgb, colour):  # rgb == a * colour + (1 - a) * white for one opacity a, and a is high
+        colour = colour.astype(float)
+        a = float(np.dot(255 - rgb, 255 - colour) / np.dot(255 - colour, 255 - colour))
+        np.testing.assert_allclose(rgb, a * colour + (1 - a) * 255, atol=3)
+        assert a > 0.8
+
+    over_white(colour_at(-5, -5), pal[0])  # the centre of each cluster, nearly opaque
+    over_white(colour_at(5, 5), pal[1])
+    np.testing.assert_array_equal(colour_at(5, -5), [255, 255, 255])
+    assert layers.density.last_mode == "density" and layers.density.last_visible == 200_000
+    # Zoomed in on a corner of one cluster: discs, only the points in view.
+    w.getPlotItem().getViewBox().setRange(xRange=(-3.6, -3.4), yRange=(-3.6, -3.4), padding=0)
+    w.grab()
+    assert layers.density.last_mode == "points" and 0 < layers.density.last_visible < 2000
+    d, i = layers.nearest(np.array([[5.0, 5.0]]))
+    assert labels[i] == 1 and d < 0.1
+    inside = layers.lasso(np.array([[0, 0], [10, 0], [10, 10], [0, 10]], float))
+    np.testing.assert_array_equal(inside, np.flatnonzero((pts >= 0).all(1) & (pts <= 10).all(1)))
+
+
+@pytest.mark.parametrize("synchronous", [True, False])
+def test_thumbnails_appear_at_close_zoom_only(qtbot, synchronous):
+    w = _plot(qtbot)
+    rng = np.random.default_rng(1)
+    pts = rng.uniform(0, 100, (5000, 2)).astype(np.float32)
+    images = rng.integers(0, 256, (5000, 1, 8, 8), dtype=np.uint8)
+    asked: list[np.ndarray] = []
+
+    def image_fn(idx):
+        asked.append(np.asarray(idx))
+        return images[idx]
+
+    layers = MapLayers(w, synchronous_thumbnails=synchronous)
+    layers.set_points(pts, np.zeros(5000, int), ["x"], image_fn=image_fn)
+    vb = w.getPlotItem().getViewBox()
+    vb.setRange(xRange=(0, 100), yRange=(0, 100), padding=0)
+    w.grab()
+    assert layers.thumbnails.last_drawn == 0 and not asked  # 5000 in view: no thumbnails
+    vb.setRange(xRange=(10, 20), yRange=(10, 20), padding=0)
+    in_view = len(layers.index.in_rect(10, 10, 20, 20))
+    if synchronous:
+        w.grab()
+    else:
+        w.grab()
+        qtbot.waitUntil(lambda: (w.grab(), layers.thumbnails.last_drawn)[1] == in_view, timeout=5000)
+    assert layers.thumbnails.last_drawn == in_view > 0 and layers.thumbnails.last_size >= 24
+    assert set(np.concatenate(asked)) == set(layers.index.in_rect(10, 10, 20, 20))
+    layers.thumbnails.stop()
