@@ -19,6 +19,7 @@ from ..progress import ProgressFn
 from .base import DataSourceError, ImageData
 from .cache import DecodeCache, decode_cached
 from .transforms import CropFn, center_square_box, convert_channels
+from .walk import list_folder
 
 log = logging.getLogger(__name__)
 
@@ -29,21 +30,12 @@ TEST_EVERY = 10
 _ORDER_SEED = 0x5EED  # fixed: the split and order are properties of the folder, not of a run's seed
 
 
-def _is_image(p: Path) -> bool:
-    return p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
+def list_image_files(root: str | os.PathLike[str], *, cancel: threading.Event | None = None,
+                     progress: ProgressFn | None = None) -> tuple[list[Path], np.ndarray, list[str]]:
+    """All images under root, sorted by label then path: (files, label per file, label names).
 
-
-def _images_under(folder: Path) -> list[Path]:
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        # hidden folders (.thumbnails, .git) hold no data; nested symlinks are not followed, so no cycles
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(p for p in (Path(dirpath) / f for f in filenames) if _is_image(p))
-    return sorted(found)
-
-
-def list_image_files(root: str | os.PathLike[str]) -> tuple[list[Path], np.ndarray, list[str]]:
-    """All images under root, sorted by label then path: (files, label per file, label names)."""
+    Bounded and cancellable (see ``walk.py``): caps on files, folders and depth, and no file counted twice
+    (a label folder that is a symlink to the root is skipped)."""
     root = Path(root).expanduser()
     if not root.is_dir():
         what = "is a file, not a folder" if root.exists() else "does not exist"
@@ -51,14 +43,10 @@ def list_image_files(root: str | os.PathLike[str]) -> tuple[list[Path], np.ndarr
             f"image folder {root} {what}. Pass folder:PATH with a folder of images "
             f"({', '.join(sorted(IMAGE_EXTENSIONS))}); each subfolder becomes a label."
         )
-    groups: dict[str, list[Path]] = {}
-    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = _images_under(sub)
-        if files:
-            groups[sub.name] = files
-    loose = sorted(p for p in root.iterdir() if _is_image(p))
-    if loose:
-        groups.setdefault(UNLABELLED, []).extend(loose)
+    listing = list_folder(root, IMAGE_EXTENSIONS, cancel=cancel, progress=progress)
+    groups: dict[str, list[Path]] = dict(listing.groups)
+    if listing.loose:
+        groups.setdefault(UNLABELLED, []).extend(listing.loose)
     if not groups:
         raise DataSourceError(
             f"no images found in {root} or its subfolders (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}). "
@@ -143,7 +131,7 @@ def load_folder(path: str | os.PathLike[str], *, image_size: int | None = None, 
     """Load an image folder. channels: default 1 if every image is grayscale, else 3. The first open decodes
     into the on-disk cache (``progress``, ``cancel``); later opens of the unchanged folder memory-map it."""
     root = Path(path).expanduser()
-    files, labels, names = list_image_files(root)
+    files, labels, names = list_image_files(root, cancel=cancel, progress=progress)
     test_mask = (np.arange(len(files)) % TEST_EVERY) == TEST_EVERY - 1
     return load_files(
         files, labels, test_mask, name=name or f"folder:{root}", label_names=names,
