@@ -121,7 +121,8 @@ def one_thread():
 def private_trust_store(tmp_path_factory, monkeypatch):
     # Trusted class files are recorded in the user's config folder: keep the tests out of the real one.
     monkeypatch.setenv("LATENT_EXPLORER_CONFIG", str(tmp_path_factory.mktemp("config")))
-    monkeypatch.setattr(adapter, "_trusted_session", set())
+    monkeypatch.setattr(adapter.trust, "_session", {})
+    monkeypatch.setattr(adapter.trust, "_pending", {})
 
 
 def _module_from(path, name):
@@ -251,7 +252,8 @@ def test_import_errors_name_the_problem(vae_files, tmp_path):
         import_model(weights, str(src), kwargs=kw)
     with pytest.raises(AdapterError, match=r"shape mismatch.*fc21\.weight"):
         import_model(weights, f"{src}:VAE", kwargs={"hidden": 32, "z_dim": 4})
-    with pytest.raises(AdapterError, match=r"cannot construct VAE.*unexpected keyword"):
+    with pytest.raises(AdapterError, match=r"cannot construct VAE: it takes no argument\(s\) width; its signature "
+                                           r"is VAE\(x_dim=784, hidden=400, z_dim=20\)"):
         import_model(weights, f"{src}:VAE", kwargs={"width": 3})
     with pytest.raises(AdapterError, match="not valid JSON"):
         import_model(weights, f"{src}:VAE", kwargs="{hidden: 32}")
@@ -277,8 +279,8 @@ def test_checkpoint_whose_class_file_is_gone_or_untrusted(vae_files, tmp_path, m
 
     # Opening a checkpoint never runs code the user did not choose: an unknown class file is refused...
     monkeypatch.setenv("LATENT_EXPLORER_CONFIG", str(tmp_path / "other-user"))
-    monkeypatch.setattr(adapter, "_trusted_session", set())
-    with pytest.raises(UntrustedCodeError, match="not imported on this computer") as err:
+    monkeypatch.setattr(adapter.trust, "_session", {})
+    with pytest.raises(UntrustedCodeError, match="not trusted on this computer") as err:
         checkpoint.load(out)
     assert err.value.path == str(src.resolve())
     adapter.trust_code(err.value.path)  # ...until trusted (what the explorer's dialog does)
