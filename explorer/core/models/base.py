@@ -18,9 +18,11 @@ Conventions
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -40,6 +42,20 @@ class NonFiniteLossError(FloatingPointError):
         self.name = name
         self.value = value
         self.step = step
+
+
+_FINITE_CHECKS = threading.local()
+
+
+@contextlib.contextmanager
+def deferred_finite_checks() -> Iterator[None]:
+    """In this thread, ``guarded_step`` applies every step without its own finiteness check (see Trainer)."""
+    before = getattr(_FINITE_CHECKS, "deferred", False)
+    _FINITE_CHECKS.deferred = True
+    try:
+        yield
+    finally:
+        _FINITE_CHECKS.deferred = before
 
 
 class CapabilityError(NotImplementedError):
@@ -236,8 +252,12 @@ class LatentModel(nn.Module):
     def guarded_step(
         loss: torch.Tensor, optimizer: torch.optim.Optimizer, name: str = "loss", step: int | None = None
     ) -> None:
-        """Backward + step, refusing to apply a non-finite loss so the weights stay good."""
-        if not torch.isfinite(loss):
+        """Backward + step, refusing to apply a non-finite loss so the weights stay good.
+
+        Inside :func:`deferred_finite_checks` (the trainer) the check is left out: it is a host sync per step,
+        and cannot run in a CUDA graph. The trainer checks on the device every N steps and rolls back instead.
+        """
+        if not getattr(_FINITE_CHECKS, "deferred", False) and not torch.isfinite(loss):
             raise NonFiniteLossError(name, float(loss.detach()), step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

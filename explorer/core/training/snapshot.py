@@ -77,3 +77,57 @@ class ModelSnapshot:
 def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """A detached CPU copy of a module's state dict (a copy even when the module is on the CPU)."""
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+class RollbackPoint:
+    """The last weights (and optimiser state) known to be finite, kept on the training device.
+
+    The trainer no longer checks every loss on the host (one GPU sync per step, and impossible inside a CUDA
+    graph): it checks every N steps on the device and, on a bad check, copies this point back *in place* (a
+    captured graph keeps pointing at the same tensors) and reports the step these weights are from.
+    """
+
+    def __init__(self) -> None:
+        self.step = 0
+        self.epochs = 0  # epochs completed when the point was taken
+        self._live: list[torch.Tensor] = []
+        self._saved: list[torch.Tensor] = []
+        self._with_state: list[set[int]] = []  # per optimiser: ids of the parameters that had state
+        self._scalars: list[tuple[dict[str, Any], str, Any]] = []
+
+    @staticmethod
+    def _tensors(model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer]) -> list[torch.Tensor]:
+        live = [t for t in model.state_dict(keep_vars=True).values()]
+        for opt in optimizers.values():
+            for state in opt.state.values():
+                live.extend(v for v in state.values() if isinstance(v, torch.Tensor))
+        return live
+
+    def take(self, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer], step: int,
+             epochs: int) -> None:
+        live = self._tensors(model, optimizers)
+        with torch.no_grad():
+            same = len(live) == len(self._live) and all(a is b for a, b in zip(live, self._live))
+            if same and live:
+                torch._foreach_copy_(self._saved, [t.detach() for t in live])
+            else:
+                self._saved = [t.detach().clone() for t in live]
+        self._live = live
+        self._with_state = [{id(p) for p in opt.state} for opt in optimizers.values()]
+        self._scalars = [(state, key, val) for opt in optimizers.values() for state in opt.state.values()
+                         for key, val in state.items() if not isinstance(val, torch.Tensor)]
+        self.step, self.epochs = int(step), int(epochs)
+
+    def restore(self, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer]) -> None:
+        with torch.no_grad():
+            if self._live:
+                torch._foreach_copy_([t.detach() for t in self._live], self._saved)
+        for opt, had in zip(optimizers.values(), self._with_state):
+            for p in [p for p in opt.state if id(p) not in had]:
+                del opt.state[p]  # state created after the point (the first steps): as if never stepped
+        for state, key, val in self._scalars:
+            state[key] = val
+
+    def cpu_state_dict(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        names = list(model.state_dict().keys())
+        return {k: v.to("cpu", copy=True) for k, v in zip(names, self._saved[: len(names)])}

@@ -25,8 +25,11 @@ import numpy as np
 import torch
 
 from ..data.base import ImageData
-from ..models.base import LatentModel, NonFiniteLossError
+from ..models.base import LatentModel, NonFiniteLossError, deferred_finite_checks
+from . import graphs
 from .devices import is_out_of_memory, select_device
+from .distributed import DistContext
+from .snapshot import RollbackPoint
 
 EVENTS = (
     "train_begin",
@@ -40,6 +43,7 @@ EVENTS = (
     "train_end",
     "paused",  # the loop is now blocked between steps (PauseToken); payload: epoch, global_step
     "resumed",  # payload: epoch, global_step, paused_seconds
+    "step_mode",  # how steps run: mode ("eager" / "graph"), reason (why not a CUDA graph, or "captured")
 )
 
 
@@ -104,6 +108,11 @@ class TrainConfig:
     eval_batch_size: int = 1000
     n_sample_grid: int = 16  # images in the samples_ready grids; 0 disables
     save_optimizer: bool = True  # store optimiser state in checkpoints (needed for an exact resume)
+    # Non-finite losses and weights are checked on the device every N steps (and at epoch ends), not after
+    # every step: a host sync per step costs a GPU most of its speed. A bad check rolls back to the weights
+    # of the last good one.
+    finite_check_every: int = 50
+    cuda_graphs: str = "auto"  # auto: capture the step as a CUDA graph where known to work; on: try; off
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -112,6 +121,17 @@ class TrainConfig:
             raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"learning rate must be a positive number, got {self.lr}")
+        if isinstance(self.checkpoint_every, bool) or not isinstance(self.checkpoint_every, int) \
+                or self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be 0 (only at the end) or a positive number of epochs, "
+                             f"got {self.checkpoint_every!r}")
+        if self.checkpoint_path is not None and not str(self.checkpoint_path).strip():
+            raise ValueError("the checkpoint path is empty; give a file name ending in .safetensors")
+        if isinstance(self.finite_check_every, bool) or not isinstance(self.finite_check_every, int) \
+                or self.finite_check_every < 1:
+            raise ValueError(f"finite_check_every must be a positive number of steps, got {self.finite_check_every!r}")
+        if self.cuda_graphs not in ("auto", "on", "off"):
+            raise ValueError(f"cuda_graphs must be auto, on or off, got {self.cuda_graphs!r}")
 
 
 @dataclass
@@ -125,6 +145,9 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     final_metrics: dict[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None
+    step_mode: str = "eager"  # "graph" when the step ran as a captured CUDA graph
+    step_mode_reason: str = ""
+    world_size: int = 1  # processes that trained together (torchrun); images_per_second counts them all
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -167,6 +190,7 @@ class Trainer:
         callbacks: dict[str, Callable[..., Any]] | None = None,
         checkpoint_metadata: dict[str, Any] | None = None,
         pause_token: PauseToken | None = None,
+        distributed: DistContext | None = None,
     ):
         self.config = config or TrainConfig()
         self.config.validate()
@@ -191,6 +215,10 @@ class Trainer:
         self.start_epoch = 0
         self.global_step = 0
         self._last_good: dict[str, torch.Tensor] | None = None
+        self._good = RollbackPoint()
+        self.distributed = distributed
+        self.step_mode, self.step_mode_reason = "eager", ""
+        self._graph_capture = graphs.cuda_capture  # replaced by tests to exercise the fallback on a CPU
 
     # ---------------------------------------------------------- events
     def on(self, event: str, fn: Callable[..., Any]) -> None:
@@ -298,7 +326,9 @@ class Trainer:
     def run(self) -> TrainResult:
         cfg = self.config
         self._new_epochs: list[int] = []
-        torch.manual_seed(cfg.seed + self.start_epoch)
+        dist_ctx = self.distributed
+        # Ranks draw independent noise (VAE sampling, denoising); the epoch permutation has its own generator.
+        torch.manual_seed(cfg.seed + self.start_epoch + (1_000_003 * dist_ctx.rank if dist_ctx else 0))
         try:
             self.model.to(self.device)
             images = torch.from_numpy(self.data.images).to(self.device)
@@ -322,6 +352,14 @@ class Trainer:
 
             restore_optimizers(source, self.optimizers)
             self._move_optimizer_state()
+            # The learning rate asked for now wins over the one stored with the optimiser state (the
+            # checkpoint records cfg.lr, so it must be the one used).
+            for opt in self.optimizers.values():
+                for group in opt.param_groups:
+                    group["lr"] = cfg.lr
+        if dist_ctx is not None and dist_ctx.active:
+            dist_ctx.broadcast_module(self.model)
+            dist_ctx.attach(self.optimizers)
 
         gen = torch.Generator(device=self.device).manual_seed(cfg.seed + self.start_epoch)
         n = len(train_images)
@@ -331,10 +369,18 @@ class Trainer:
         pool = test_images if len(test_images) else train_images
         fixed_x = pool[: cfg.n_sample_grid].float().div_(255)
 
+        acc = graphs.Accumulator(self.device)
+        self._step_fn = self._make_step_fn(train_images, acc)
+        self._good = RollbackPoint()
+        self._good.take(self.model, self.optimizers, self.global_step, 0)
         self._last_good = self.snapshot()
         self._emit("train_begin", model=self.model, device=str(self.device), steps_per_epoch=steps_per_epoch,
                    epochs=cfg.epochs, start_epoch=self.start_epoch)
+        if self.step_mode == "eager":
+            self._emit("step_mode", mode="eager", reason=self.step_mode_reason)
         want_step_events = bool(self._listeners["step_begin"] or self._listeners["step_end"])
+        sharded = dist_ctx is not None and dist_ctx.active
+        check_every = cfg.finite_check_every
         t_start = time.perf_counter()
         images_seen = 0
         stopped = False
@@ -342,93 +388,117 @@ class Trainer:
         epoch = self.start_epoch
         self.model.train()
         try:
-            for epoch in range(self.start_epoch, self.start_epoch + cfg.epochs):
-                self._emit("epoch_begin", epoch=epoch, steps_per_epoch=steps_per_epoch)
-                t_epoch = time.perf_counter()
-                perm = torch.randperm(n, generator=gen, device=self.device)
-                sums: dict[str, torch.Tensor] = {}
-                vectors: dict[str, torch.Tensor] = {}
-                count = 0
-                since_progress: dict[str, torch.Tensor] = {}
-                since_count = 0
-                for i in range(steps_per_epoch):
-                    if self.pause_token is not None and self.pause_token.paused:
-                        waited = self._pause_point(epoch)
-                        t_start += waited  # paused time counts for neither images/s nor the ETA
-                        t_epoch += waited
-                    if self.stop_event.is_set() or (cfg.max_steps is not None and self.global_step >= cfg.max_steps):
-                        stopped = True
+            with deferred_finite_checks():
+                for epoch in range(self.start_epoch, self.start_epoch + cfg.epochs):
+                    self._emit("epoch_begin", epoch=epoch, steps_per_epoch=steps_per_epoch)
+                    t_epoch = time.perf_counter()
+                    perm = torch.randperm(n, generator=gen, device=self.device)
+                    count = 0
+                    since_base = acc.copy_sums()
+                    since_count = 0
+                    for i in range(steps_per_epoch):
+                        if self.pause_token is not None and self.pause_token.paused:
+                            waited = self._pause_point(epoch)
+                            t_start += waited  # paused time counts for neither images/s nor the ETA
+                            t_epoch += waited
+                        want_stop = self.stop_event.is_set() or (
+                            cfg.max_steps is not None and self.global_step >= cfg.max_steps)
+                        if sharded:
+                            # Every rank decides at the same step; max_steps is the same everywhere.
+                            if cfg.max_steps is not None and self.global_step >= cfg.max_steps:
+                                stopped = True
+                                break
+                            if self.global_step % check_every == 0 and dist_ctx.any_flags(want_stop)[0]:
+                                self.stop_event.set()
+                                stopped = True
+                                break
+                        elif want_stop:
+                            stopped = True
+                            break
+                        idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+                        global_b = len(idx)
+                        weight = None
+                        if sharded:
+                            idx, share = dist_ctx.shard(idx)
+                            dist_ctx.weight = share
+                            weight = float(len(idx)) if share > 0 else 0.0
+                        if want_step_events:
+                            self._emit("step_begin", info=StepInfo(epoch, self.global_step, i, steps_per_epoch))
+                        metrics = self._step_fn(idx, self.global_step, weight)
+                        self.global_step += 1
+                        b = int(weight) if weight is not None else global_b
+                        images_seen += b
+                        count += b
+                        since_count += b
+                        if want_step_events:
+                            self._emit("step_end", info=StepInfo(epoch, self.global_step, i, steps_per_epoch, metrics))
+                        if self.global_step % check_every == 0:
+                            self._check(acc, epochs_done=len(self._new_epochs))
+                        now = time.perf_counter()
+                        if self._listeners["progress"] and now - last_progress >= cfg.progress_interval_s:
+                            last_progress = now
+                            elapsed = now - t_start
+                            current = acc.copy_sums()
+                            self._emit(
+                                "progress",
+                                epoch=epoch,
+                                step_in_epoch=i + 1,
+                                steps_per_epoch=steps_per_epoch,
+                                global_step=self.global_step,
+                                metrics={k: _to_float(v - since_base.get(k, 0)) / max(since_count, 1)
+                                         for k, v in current.items() if v.ndim == 0},
+                                images_per_second=images_seen / elapsed if elapsed > 0 else 0.0,
+                                eta_seconds=self._eta(elapsed, images_seen, n, epoch, i + 1, steps_per_epoch),
+                            )
+                            since_base, since_count = current, 0
+                    sums = acc.take_sums()
+                    if sharded:
+                        keys = list(sums)
+                        reduced = dist_ctx.sum_tensors([sums[k] for k in keys] + [torch.tensor(float(count))])
+                        sums = dict(zip(keys, reduced[:-1]))
+                        count = int(round(float(reduced[-1])))
+                    if count == 0:
                         break
-                    idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-                    x = train_images.index_select(0, idx).float().div_(255)
-                    if want_step_events:
-                        self._emit("step_begin", info=StepInfo(epoch, self.global_step, i, steps_per_epoch))
-                    metrics = self.model.train_step(x, self.optimizers, self.global_step)
-                    self.global_step += 1
-                    b = len(x)
-                    images_seen += b
-                    count += b
-                    since_count += b
-                    for key, val in metrics.items():
-                        val = val.detach()
-                        if val.ndim == 0:
-                            sums[key] = sums[key] + val * b if key in sums else val * b
-                            since_progress[key] = since_progress[key] + val * b if key in since_progress else val * b
-                        else:
-                            vectors[key] = vectors[key] + val * b if key in vectors else val * b
-                    if want_step_events:
-                        self._emit("step_end", info=StepInfo(epoch, self.global_step, i, steps_per_epoch, metrics))
-                    now = time.perf_counter()
-                    if self._listeners["progress"] and now - last_progress >= cfg.progress_interval_s:
-                        last_progress = now
-                        elapsed = now - t_start
-                        self._emit(
-                            "progress",
-                            epoch=epoch,
-                            step_in_epoch=i + 1,
-                            steps_per_epoch=steps_per_epoch,
-                            global_step=self.global_step,
-                            metrics={k: _to_float(v) / since_count for k, v in since_progress.items()},
-                            images_per_second=images_seen / elapsed if elapsed > 0 else 0.0,
-                            eta_seconds=self._eta(elapsed, images_seen, n, epoch, i + 1, steps_per_epoch),
-                        )
-                        since_progress, since_count = {}, 0
-                if count == 0:
-                    break
-                record: dict[str, Any] = {"epoch": epoch + 1}
-                record.update({k: _to_float(v) / count for k, v in sums.items()})
-                record.update({k: (v / count).cpu().tolist() for k, v in vectors.items()})
-                if not all(math.isfinite(v) for v in record.values() if isinstance(v, float)):
-                    raise NonFiniteLossError("epoch mean loss", float("nan"), self.global_step)
-                record["seconds"] = time.perf_counter() - t_epoch
-                record["images_per_second"] = count / record["seconds"] if record["seconds"] > 0 else 0.0
-                partial = count < n
-                if not partial:
-                    self.model.eval()
-                    record.update(self._evaluate(test_images))
-                    self.model.train()
-                self.history.append(record)
-                self._new_epochs.append(epoch)
-                self._last_good = self.snapshot()
-                self._emit("epoch_end", epoch=epoch, metrics=record, snapshot=self._last_good, partial=partial)
-                self._sample_grids(fixed_z, fixed_x)
-                if (
-                    cfg.checkpoint_path
-                    and cfg.checkpoint_every
-                    and (epoch + 1 - self.start_epoch) % cfg.checkpoint_every == 0
-                    and not partial
-                ):
-                    self._save(cfg.checkpoint_path, final=False)
-                if stopped:
-                    break
+                    self._check(acc, epochs_done=len(self._new_epochs), weights=True, take=False)
+                    record: dict[str, Any] = {"epoch": epoch + 1}
+                    record.update({k: _to_float(v) / count for k, v in sums.items() if v.ndim == 0})
+                    record.update({k: (v / count).cpu().tolist() for k, v in sums.items() if v.ndim > 0})
+                    record["seconds"] = time.perf_counter() - t_epoch
+                    record["images_per_second"] = count / record["seconds"] if record["seconds"] > 0 else 0.0
+                    partial = count < n
+                    if sharded:
+                        dist_ctx.average_buffers(self.model)
+                    if not partial:
+                        self.model.eval()
+                        record.update(self._evaluate(test_images))
+                        self.model.train()
+                    self.history.append(record)
+                    self._new_epochs.append(epoch)
+                    self._good.take(self.model, self.optimizers, self.global_step, len(self._new_epochs))
+                    self._last_good = self.snapshot()
+                    self._emit("epoch_end", epoch=epoch, metrics=record, snapshot=self._last_good, partial=partial)
+                    self._sample_grids(fixed_z, fixed_x)
+                    if (
+                        cfg.checkpoint_path
+                        and cfg.checkpoint_every
+                        and (epoch + 1 - self.start_epoch) % cfg.checkpoint_every == 0
+                        and not partial
+                    ):
+                        self._save(cfg.checkpoint_path, final=False)
+                    if stopped:
+                        break
         except NonFiniteLossError as exc:
-            self._restore_last_good()
+            found = self.global_step
+            self._roll_back()
             self._save_after_failure()
-            raise TrainingError(str(exc)) from exc
+            raise TrainingError(
+                f"{exc} (found at step {found}; checked every {cfg.finite_check_every} steps, so the weights "
+                f"kept are those of step {self.global_step})"
+            ) from exc
         except Exception as exc:
             if is_out_of_memory(exc):
                 self._release_device_memory()
-                self._restore_last_good()
+                self._roll_back()
                 self._save_after_failure()
                 raise TrainingError(
                     f"out of memory on {self.device} with batch size {cfg.batch_size}; "
@@ -437,8 +507,12 @@ class Trainer:
             raise
         finally:
             self.model.eval()
+            if dist_ctx is not None:
+                dist_ctx.detach()
 
         seconds = time.perf_counter() - t_start
+        if sharded:
+            images_seen = dist_ctx.sum_int(images_seen)
         result = TrainResult(
             epochs_completed=len(self._new_epochs),
             steps=self.global_step,
@@ -448,11 +522,49 @@ class Trainer:
             stopped=stopped,
             history=self.history,
             final_metrics=self.history[-1] if self.history else {},
+            step_mode=self.step_mode,
+            step_mode_reason=self.step_mode_reason,
+            world_size=dist_ctx.world_size if dist_ctx else 1,
         )
-        if cfg.checkpoint_path:
+        if cfg.checkpoint_path and self._writes_checkpoints:
             result.checkpoint = self._save(cfg.checkpoint_path, final=True)
         self._emit("train_end", result=result)
         return result
+
+    @property
+    def _writes_checkpoints(self) -> bool:
+        return self.distributed is None or self.distributed.is_main
+
+    def _make_step_fn(self, train_images: torch.Tensor, acc: "graphs.Accumulator") -> graphs.EagerStep:
+        world = self.distributed.world_size if self.distributed else 1
+        plan = graphs.plan(self.config.cuda_graphs, self.device, self.model, self.optimizers, world)
+        if not plan.use:
+            self.step_mode, self.step_mode_reason = "eager", plan.reason
+            return graphs.EagerStep(self.model, self.optimizers, train_images, acc)
+        self.step_mode, self.step_mode_reason = "warmup", plan.reason
+        return graphs.GraphStep(self.model, self.optimizers, train_images, acc, self.config.batch_size,
+                                capture=self._graph_capture, on_mode=self._set_step_mode)
+
+    def _set_step_mode(self, mode: str, reason: str) -> None:
+        self.step_mode, self.step_mode_reason = mode, reason
+        self._emit("step_mode", mode=mode, reason=reason)
+
+    def _check(self, acc: "graphs.Accumulator", epochs_done: int, weights: bool = False, take: bool = True) -> None:
+        """The one host sync of the finiteness guard: every ``finite_check_every`` steps and at epoch ends."""
+        bad = acc.bad
+        if weights:
+            # Buffers too: a NaN batch poisons BatchNorm running statistics in the forward pass.
+            floats = [t for t in self.model.state_dict().values() if t.is_floating_point()]
+            if floats:
+                bad = bad | ~torch.stack([torch.isfinite(t).all() for t in floats]).all()
+        if self.distributed is not None and self.distributed.active:
+            is_bad = self.distributed.any_flags(bad)[0]
+        else:
+            is_bad = bool(bad)
+        if is_bad:
+            raise NonFiniteLossError("training loss", float("nan"))
+        if take:
+            self._good.take(self.model, self.optimizers, self.global_step, epochs_done)
 
     def _eta(self, elapsed: float, seen: int, n: int, epoch: int, step: int, steps_per_epoch: int) -> float:
         if seen == 0:
@@ -488,9 +600,18 @@ class Trainer:
         if self._last_good is not None and not self._weights_finite():
             self.model.load_state_dict(self._last_good)
 
+    def _roll_back(self) -> None:
+        """Back to the last good check: weights, optimiser state and the step count they belong to."""
+        if self.optimizers:
+            self._good.restore(self.model, self.optimizers)
+            self.global_step = self._good.step
+        else:
+            self._restore_last_good()
+
     def _save_after_failure(self) -> None:
-        # The user asked for a checkpoint: keep the last good weights on disk rather than lose the run.
-        if self.config.checkpoint_path and self._new_epochs:
+        # The user asked for a checkpoint: keep the last good weights on disk rather than lose the run (even
+        # the initial ones: a NaN in the first epoch still leaves the weights it started from).
+        if self.config.checkpoint_path and self._writes_checkpoints:
             try:
                 self._save(self.config.checkpoint_path, final=False)
             except Exception:  # the original failure is the one to report
