@@ -25,7 +25,7 @@ import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from .base import DataSourceError, ImageData
 from .folder import split_counts
@@ -43,6 +43,8 @@ class LoadOptions:
     limit_test: int | None = None
     seed: int = 0
     count: int | None = None
+    progress: Callable[[float, str], None] | None = None  # folders and CelebA: listing and decoding
+    cancel: Any = None  # a threading.Event: folders and CelebA stop at the next folder / chunk
 
 
 Loader = Callable[[Path | None, LoadOptions, str], ImageData]  # (path, options, canonical name)
@@ -103,7 +105,8 @@ def _folder(path: Path | None, o: LoadOptions, name: str) -> ImageData:
 
     assert path is not None
     return load_folder(path, image_size=o.image_size, channels=o.channels, count=o.count,
-                       limit_train=o.limit_train, limit_test=o.limit_test, name=name)
+                       limit_train=o.limit_train, limit_test=o.limit_test, name=name, progress=o.progress,
+                       cancel=o.cancel)
 
 
 def _celeba(path: Path | None, o: LoadOptions, name: str) -> ImageData:
@@ -111,7 +114,8 @@ def _celeba(path: Path | None, o: LoadOptions, name: str) -> ImageData:
 
     assert path is not None
     return load_celeba(path, image_size=o.image_size, channels=o.channels, count=o.count,
-                       limit_train=o.limit_train, limit_test=o.limit_test, name=name)
+                       limit_train=o.limit_train, limit_test=o.limit_test, name=name, progress=o.progress,
+                       cancel=o.cancel)
 
 
 # Each source module is imported only when used: zarr, sklearn and friends cost seconds to import.
@@ -178,7 +182,8 @@ def _check_positive(what: str, value: int | None) -> None:
 
 def load_dataset(name: str, *, image_size: int | None = None, channels: int | None = None,
                  limit_train: int | None = None, limit_test: int | None = None, seed: int = 0,
-                 count: int | None = None) -> ImageData:
+                 count: int | None = None, progress: Callable[[float, str], None] | None = None,
+                 cancel: Any = None) -> ImageData:
     """Load a data set by name (see the module docstring) into memory.
 
     image_size: resize to image_size x image_size (centre-cropping non-square images); default: the source's
@@ -189,6 +194,8 @@ def load_dataset(name: str, *, image_size: int | None = None, channels: int | No
     seed: the faces' generation seed (the other sources and all splits are fixed).
     count: faces: how many to draw (default 12000); other sources: at most this many images in all, split in
         the data set's own train/test proportion (CelebA: the first `count` listed).
+    progress / cancel: for folders and CelebA (listing, decoding); see ``explorer.core.progress``. How much a
+        name would load, before loading it: :func:`explorer.core.data.assess.assess_dataset`.
     """
     for what, value in (("image_size", image_size), ("limit_train", limit_train), ("count", count)):
         _check_positive(what, value)
@@ -198,7 +205,7 @@ def load_dataset(name: str, *, image_size: int | None = None, channels: int | No
         raise DataSourceError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")
     kind, path = parse_dataset_name(name)
     canonical = kind if path is None else f"{kind}:{path}"
-    opts = LoadOptions(image_size, channels, limit_train, limit_test, seed, count)
+    opts = LoadOptions(image_size, channels, limit_train, limit_test, seed, count, progress, cancel)
     data = _SOURCES[kind].loader(path, opts, canonical)
     # Fixed-size sources are loaded whole (they are cached); trim before resizing so no work is wasted.
     k_train, k_test = split_counts(data.n_train, data.n_test, count, limit_train, limit_test)
