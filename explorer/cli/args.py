@@ -90,14 +90,23 @@ def load_models(paths: Sequence[str], device: str) -> list[Any]:
             models.append(checkpoint.load(path, device=device))
         except checkpoint.CheckpointError as exc:
             raise CLIError(str(exc)) from exc
-        except (RuntimeError, ValueError) as exc:  # e.g. an unknown or unavailable device
-            raise CLIError(f"cannot use device {device!r}: {exc}") from exc
+        except (RuntimeError, ValueError, AssertionError, MemoryError) as exc:
+            raise CLIError(load_failure(path, device, exc)) from exc
     first = models[0]
     for path, model in zip(paths[1:], models[1:]):
         if tuple(model.image_shape) != tuple(first.image_shape):
             raise CLIError(f"{paths[0]} takes images of shape {list(first.image_shape)} but {path} takes "
                            f"{list(model.image_shape)}: compare models trained on the same data")
     return models
+
+
+def load_failure(path: str, device: str, exc: BaseException) -> str:
+    """The one line for a load that failed outside the file's own checks: memory is not the device's fault."""
+    text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    low = text.lower()
+    if isinstance(exc, MemoryError) or "out of memory" in low or "alloc" in low:
+        return f"{path}: not enough memory to load the model on {device!r} ({text})"
+    return f"cannot use device {device!r}: {text}"
 
 
 def load_model(path: str, device: str) -> Any:

@@ -12,6 +12,7 @@ from .args import (
     Parser,
     float_,
     index_list,
+    load_failure,
     model_data,
     nonnegative_int,
     positive_int,
@@ -97,8 +98,8 @@ def _export_model(args: argparse.Namespace):
         return checkpoint.load(args.model, device=args.device)
     except checkpoint.CheckpointError as exc:
         raise CLIError(str(exc)) from exc
-    except (RuntimeError, ValueError) as exc:  # e.g. an unknown or unavailable device
-        raise CLIError(f"cannot use device {args.device!r}: {exc}") from exc
+    except (RuntimeError, ValueError, AssertionError, MemoryError) as exc:  # an unknown or unavailable device
+        raise CLIError(load_failure(args.model, args.device, exc)) from exc
 
 
 def _check_index(option: str, index: int, data: Any) -> None:
