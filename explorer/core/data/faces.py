@@ -38,6 +38,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -62,6 +63,7 @@ DEFAULT_COUNT = 12000
 DEFAULT_SIZE = 64
 
 _A = {name: i for i, name in enumerate(ATTRIBUTE_NAMES)}
+_LIP = 0.016  # half-thickness of the lips' line (world units): ~2.5 px wide at 64 px
 _N_IDENTITY = 24  # uniform nuisance numbers per identity; see _Layout
 _MAX_IDENTITY = 10_000_000  # identities are drawn as one block of rows (~1 GB at this bound)
 # Distinct streams so attributes and identities are independent yet both fixed by the one seed.
@@ -122,25 +124,46 @@ class _View:
     px: float  # pixels per unit, to turn distances into pixels for anti-aliasing
 
 
+# The drawing is laid out in "world" units (the head's centre near (0.5, 0.5)); the image shows the square of
+# side 1/_ZOOM around (_VIEW_X, _VIEW_Y). Zooming in on the head (shoulders and some background cropped) makes
+# every feature 1.2x larger in pixels than a full-frame layout: a 64 px face reads from across a room.
+_ZOOM = 1.2
+_VIEW_X = 0.5
+_VIEW_Y = 0.5
+
+
+def _frac_x(world: np.ndarray | float) -> np.ndarray | float:
+    """World x -> image fraction (0 = left edge, 1 = right edge)."""
+    return (world - _VIEW_X) * _ZOOM + 0.5
+
+
+def _frac_y(world: np.ndarray | float) -> np.ndarray | float:
+    """World y -> image fraction (0 = top edge, 1 = bottom edge)."""
+    return (world - _VIEW_Y) * _ZOOM + 0.5
+
+
 class _Canvas:
     def __init__(self, n: int, size: int, background: np.ndarray) -> None:
         self.size = size
         self.img = np.empty((n, 3, size, size), dtype=np.float32)
         self.img[:] = background
-        c = (np.arange(size, dtype=np.float32) + 0.5) / size
-        self.xs = c
-        self.ys = c
+        c = (np.arange(size, dtype=np.float32) + 0.5) / size  # pixel centres as image fractions
+        self.xs = (_VIEW_X + (c - 0.5) / _ZOOM).astype(np.float32)  # ... and in world units
+        self.ys = (_VIEW_Y + (c - 0.5) / _ZOOM).astype(np.float32)
+        self.frac = c
 
     def view(self, top: np.ndarray | float, bottom: np.ndarray | float,
-             left: np.ndarray | float = 0.0, right: np.ndarray | float = 1.0) -> _View | None:
+             left: np.ndarray | float = -1.0, right: np.ndarray | float = 2.0) -> _View | None:
+        """The pixels whose centres can lie in the world box (every face of the chunk), with a 2 px margin."""
         s = self.size
-        r0 = max(int(np.floor(np.min(top) * s)) - 2, 0)
-        r1 = min(int(np.ceil(np.max(bottom) * s)) + 2, s)
-        c0 = max(int(np.floor(np.min(left) * s)) - 2, 0)
-        c1 = min(int(np.ceil(np.max(right) * s)) + 2, s)
+        r0 = max(int(np.floor(_frac_y(np.min(top)) * s)) - 2, 0)
+        r1 = min(int(np.ceil(_frac_y(np.max(bottom)) * s)) + 2, s)
+        c0 = max(int(np.floor(_frac_x(np.min(left)) * s)) - 2, 0)
+        c1 = min(int(np.ceil(_frac_x(np.max(right)) * s)) + 2, s)
         if r0 >= r1 or c0 >= c1:
             return None
-        return _View(self.img[:, :, r0:r1, c0:c1], self.xs[None, None, c0:c1], self.ys[None, r0:r1, None], float(s))
+        return _View(self.img[:, :, r0:r1, c0:c1], self.xs[None, None, c0:c1], self.ys[None, r0:r1, None],
+                     float(s) * _ZOOM)
 
 
 def _coverage(v: _View, sd: np.ndarray, soft: float = 1.0) -> np.ndarray:
@@ -268,8 +291,8 @@ class _Layout:
         # The open mouth keeps the neutral width whatever the smile, so mouth_open and smiling stay separable.
         self.mouth_w_open = _col(0.07 + 0.025 * u[:, 20]) * (1.0 - 0.2 * np.abs(self.turn))
         self.mouth_w = self.mouth_w_open * (1.0 + 0.3 * self.smile)
-        # Corner-to-middle drop: ~0.06 for a smile, a slight frown when neutral.
-        self.mouth_depth = _col(-0.008 + 0.068 * a["smiling"] + 0.006 * (u[:, 21] - 0.5))
+        # Corner-to-middle drop: ~0.07 for a smile (a U you see across a room), a slight frown when neutral.
+        self.mouth_depth = _col(-0.012 + 0.085 * a["smiling"] + 0.006 * (u[:, 21] - 0.5))
         self.cheek_y = self.cy + 0.065
         self.cheek_dx = self.fa * 0.58
         self.blush = np.clip(self.skin * np.float32(0.7) + np.array([0.32, 0.02, 0.04], np.float32), 0.0, 1.0)
@@ -288,16 +311,29 @@ class _Layout:
         return (self.mouth_y - reach - 0.02, self.mouth_y + reach + 0.06,
                 self.mouth_x - self.mouth_w - 0.01, self.mouth_x + self.mouth_w + 0.01)
 
+    def eyes_box(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Top, bottom, left, right bounds of both eyes and eyebrows (eye size moves the brows) at any smile."""
+        (lx, lf), (rx, rf) = self.eyes
+        reach_y = self.eye_w * 0.72 + 0.01
+        brow_top = self.brow_y + 0.5 * self.brow_arch - self.brow_th - 0.01
+        return (brow_top, self.eye_y + reach_y, lx - self.eye_w * lf - 0.025, rx + self.eye_w * rf + 0.025)
+
+    def glasses_box(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Top, bottom, left, right bounds of the frames, bridge and arms."""
+        ring_r = self.eye_w + 0.03
+        return (self.eye_y - ring_r * 0.9 - 0.015, self.eye_y + ring_r * 0.9 + 0.015,
+                self.cx - self.fa - 0.015, self.cx + self.fa + 0.015)
+
 
 def _draw(canvas: _Canvas, L: _Layout) -> None:
     cx, cy, fa, fb = L.cx, L.cy, L.fa, L.fb
 
     # Soft vertical background gradient.
-    t = canvas.ys[None, None, :, None]
+    t = canvas.frac[None, None, :, None]
     canvas.img += t * (L.bg_bottom - L.bg_top)[:, :, None, None]
 
     # Long hair: a curtain behind the head reaching the shoulders (the neck is painted over its middle).
-    v = canvas.view(cy - fb - 0.06, 0.93, cx - fa - 0.09, cx + fa + 0.09)
+    v = canvas.view(cy - fa - 0.12, 0.93, cx - fa - 0.09, cx + fa + 0.09)  # the capsule's round top included
     if v is not None and L.long_hair.max() > 0:
         sd = _vcapsule_sd(v, L.hair_cx, cy - 0.05, cy + fb + 0.05, fa + 0.06)
         _paint(v, _coverage(v, sd) * L.long_hair, L.hair)
@@ -392,7 +428,7 @@ def _draw(canvas: _Canvas, L: _Layout) -> None:
     top, bottom, left, right = L.mouth_box()
     v = canvas.view(top, bottom, left, right)
     if v is not None:
-        _paint(v, _coverage(v, _stroke_sd(v, L.mouth_x, L.mouth_y, L.mouth_w, L.mouth_depth, 0.011)), L.lips)
+        _paint(v, _coverage(v, _stroke_sd(v, L.mouth_x, L.mouth_y, L.mouth_w, L.mouth_depth, _LIP)), L.lips)
         if L.mouth_open.max() > 0:
             yc, _, norm = _curve(v, L.mouth_x, L.mouth_y, L.mouth_w, L.mouth_depth)
             s = (v.x - L.mouth_x) / L.mouth_w_open
@@ -402,7 +438,9 @@ def _draw(canvas: _Canvas, L: _Layout) -> None:
             along = np.abs(v.x - L.mouth_x) - L.mouth_w_open
             inside_sd = np.maximum(np.maximum(upper - v.y, v.y - lower) * norm, along)
             _paint(v, _coverage(v, inside_sd - 0.009) * L.mouth_open, L.lips)
-            inside = _coverage(v, inside_sd)
+            # A closed mouth's zero-height opening would still cover ~1 px along the lips: scale it away, so a
+            # face looks the same whatever it is drawn beside.
+            inside = _coverage(v, inside_sd) * L.mouth_open
             _paint(v, inside, L.mouth_inside)
             teeth = inside * _coverage(v, (v.y - (upper + 0.016 * bulge)) * norm)
             _paint(v, teeth, L.teeth)
@@ -410,7 +448,7 @@ def _draw(canvas: _Canvas, L: _Layout) -> None:
     # Glasses: rings around the eyes, a bridge and arms to the ears.
     if L.glasses.max() > 0:
         ring_r = L.eye_w + 0.03
-        rim = 0.0085
+        rim = 0.012  # ~2 px frames at 64 px
         v = canvas.view(L.eye_y - ring_r - 0.05, L.eye_y + ring_r + 0.02, cx - fa - 0.02, cx + fa + 0.02)
         if v is not None:
             (lx, lf), (rx, rf) = L.eyes
@@ -498,3 +536,81 @@ def make_faces(count: int = DEFAULT_COUNT, seed: int = 0, *, size: int = DEFAULT
         attribute_names=list(ATTRIBUTE_NAMES),
         source=f"procedural faces (seed {seed}, {count} faces, drawn in memory)",
     )
+
+
+# ------------------------------------------------------------ regions and one-attribute batches
+REGION_NAMES: tuple[str, ...] = ("mouth", "eyes", "glasses")
+_REGION_BOX = {"mouth": _Layout.mouth_box, "eyes": _Layout.eyes_box, "glasses": _Layout.glasses_box}
+_REGION_CACHE: dict[str, tuple[float, float, float, float]] = {}
+
+
+def _region_world(name: str) -> tuple[float, float, float, float]:
+    """World (top, bottom, left, right) of a part over every face: the union of its per-face bounds.
+
+    Every bound is monotonic in each attribute and identity number, so its extremes lie at corners of the unit
+    cube; 4096 random corners (fixed seed) hit each bound's extreme corner for the handful of numbers it uses.
+    """
+    if name not in _REGION_CACHE:
+        rng = np.random.default_rng(12345)
+        n = 4096
+        attrs = (rng.random((n, len(ATTRIBUTE_NAMES))) < 0.5).astype(np.float32)
+        ident = (rng.random((n, _N_IDENTITY)) < 0.5).astype(np.float32)
+        t, b, l, r = _REGION_BOX[name](_Layout(attrs, ident))
+        _REGION_CACHE[name] = (float(np.min(t)), float(np.max(b)), float(np.min(l)), float(np.max(r)))
+    return _REGION_CACHE[name]
+
+
+def face_region(name: str, size: int = DEFAULT_SIZE) -> tuple[int, int, int, int]:
+    """Pixel box ``(x0, y0, x1, y1)`` (x1, y1 exclusive) holding a part of *every* face drawn at ``size``.
+
+    ``"mouth"``: everything ``smiling`` and ``mouth_open`` change at the mouth (lips, open mouth, teeth), at any
+    head turn; ``"eyes"``: both eyes and eyebrows at any eye size (a smile narrows the eyes inside it too); ``"glasses"``: frames,
+    bridge and arms. Slice an image as ``img[..., y0:y1, x0:x1]``; one anti-aliasing pixel of margin included.
+    """
+    if name not in _REGION_BOX:
+        raise ValueError(f"unknown face region {name!r}; known: {', '.join(REGION_NAMES)}")
+    if int(size) < 8:
+        raise ValueError(f"size must be at least 8 pixels, got {size}")
+    size = int(size)
+    top, bottom, left, right = _region_world(name)
+    y0 = int(np.floor(_frac_y(top) * size - 0.5)) - 1
+    y1 = int(np.ceil(_frac_y(bottom) * size + 0.5)) + 1
+    x0 = int(np.floor(_frac_x(left) * size - 0.5)) - 1
+    x1 = int(np.ceil(_frac_x(right) * size + 0.5)) + 1
+    return max(x0, 0), max(y0, 0), min(x1, size), min(y1, size)
+
+
+class VaryingBatch(NamedTuple):
+    """Faces of one person in which only one attribute changes (see :func:`render_varying`)."""
+
+    images: np.ndarray  # (count, 3, size, size) uint8
+    attributes: np.ndarray  # (count, 10) float32: one column varies, the others are one row repeated
+    identity: int  # the identity number drawn (render_faces(..., identity=...))
+
+
+def render_varying(attribute: str, count: int, size: int = DEFAULT_SIZE, seed: int = 0, *,
+                   values: np.ndarray | None = None, identity: int | None = None) -> VaryingBatch:
+    """A batch of one person in which only ``attribute`` varies (DC-IGN style training batches, traversals).
+
+    The person (identity and all other attributes) is a pure function of ``seed``; the attribute takes
+    ``values`` (default: drawn as the data set draws it, coin flips for binary attributes and uniform for
+    continuous ones, from the same seed). ``identity`` overrides the seed's person. Deterministic.
+    """
+    if attribute not in _A:
+        raise ValueError(f"unknown face attribute {attribute!r}; known: {', '.join(ATTRIBUTE_NAMES)}")
+    count = int(count)
+    if count < 1 or count > _MAX_IDENTITY:
+        raise ValueError(f"count must be between 1 and {_MAX_IDENTITY}, got {count}")
+    rng = np.random.default_rng([seed, 0x7A21])
+    person = sample_attributes(1, seed)[0]
+    who = int(rng.integers(0, 1_000_000)) if identity is None else int(identity)
+    if values is None:
+        draw = rng.random(count)
+        values = (draw < 0.5).astype(np.float32) if attribute in BINARY_ATTRIBUTES else draw.astype(np.float32)
+    values = np.asarray(values, dtype=np.float32).reshape(-1)
+    if len(values) != count:
+        raise ValueError(f"values must hold {count} numbers, got {len(values)}")
+    attrs = np.repeat(person[None], count, axis=0)
+    attrs[:, _A[attribute]] = np.clip(values, 0.0, 1.0)
+    images = render_faces(attrs, seed, identity=np.full(count, who), size=size)
+    return VaryingBatch(images, attrs, who)
