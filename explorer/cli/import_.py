@@ -49,6 +49,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="image shape (default: from the decoder's output)")
     p.add_argument("--latent-dim", type=positive_int, default=None, metavar="N",
                    help="latent size (default: found by probing)")
+    p.add_argument("--latent-shape", default=None, metavar="C,H,W",
+                   help="the shape the decoder takes per sample when it cannot be found, e.g. 8,2,2 or 4,8,8 "
+                        "(the explorer works on the flattened vector)")
+    p.add_argument("--script-args", default=None, metavar="ARGS",
+                   help="when the class file is a training script: the arguments you ran it with (e.g. "
+                        "'--dataset mnist'); only the values the class needs are taken from them")
     p.add_argument("--encode", default="auto", metavar="NAME",
                    help="method or submodule that encodes (default: encode, then encoder); 'none' for none")
     p.add_argument("--decode", default="auto", metavar="NAME",
@@ -91,10 +97,24 @@ def _check_data(name: str, model: Any, limit: int) -> Any:
     return data.images[data.n_train:] if len(data) > data.n_train else data.images
 
 
+def _data_shape(name: str) -> tuple[int, int, int]:
+    from explorer.core.data import DataSourceError, load_dataset
+
+    try:  # the data set's own image shape (a few images: the sources cache what they read)
+        return tuple(load_dataset(name, count=8).image_shape)  # type: ignore[return-value]
+    except DataSourceError as exc:
+        raise CLIError(str(exc)) from exc
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from explorer.core.adapter import AdapterError, import_model, round_trip_check, save_imported
+    from explorer.core.adapter import (
+        AdapterError,
+        import_model,
+        round_trip_check,
+        save_imported,
+    )
     from explorer.core.checkpoint import CheckpointError
 
     t0 = time.perf_counter()
@@ -103,11 +123,19 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise CLIError(f"--out {args.out}: the checkpoint's name must end in .safetensors")
     if out.is_dir():
         raise CLIError(f"--out {args.out} is a folder; give a file name")
+    import shlex
+
+    try:
+        script_args = shlex.split(args.script_args) if args.script_args else None
+    except ValueError as exc:
+        raise CLIError(f"--script-args {args.script_args!r}: {exc}") from None
+    data_shape = _data_shape(args.dataset) if args.dataset and args.image_shape is None else None
     try:
         model = import_model(
-            args.weights, args.class_ref, kwargs=args.kwargs, image_shape=args.image_shape,
-            latent_dim=args.latent_dim, encode_method=args.encode, decode_method=args.decode,
-            output_range=args.output_range, input_range=args.input_range, encode_output=args.encode_output,
+            args.weights, args.class_ref, kwargs=args.kwargs, image_shape=args.image_shape, data_shape=data_shape,
+            latent_dim=args.latent_dim, latent_shape=args.latent_shape, encode_method=args.encode,
+            decode_method=args.decode, output_range=args.output_range, input_range=args.input_range,
+            encode_output=args.encode_output, script_args=script_args,
         )
     except (AdapterError, CheckpointError) as exc:
         raise CLIError(str(exc)) from exc
@@ -120,6 +148,8 @@ def cmd_import(args: argparse.Namespace) -> int:
           f"({report['output_range_reason']}), input {report['input_range']}")
     for note in report.get("notes", []):
         print(f"note: {note}")
+    for warning in report.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
 
     check = None
     if args.dataset:
@@ -141,6 +171,8 @@ def cmd_import(args: argparse.Namespace) -> int:
             raise CLIError(f"the round-trip check failed: {exc}") from exc
         how = "encode/decode" if check["method"] == "encode" else "inversion"
         recon = "nan" if check["recon_mse"] is None else f"{check['recon_mse']:.4g}"
+        if check.get("ranges_changed"):
+            print(f"note: {check['ranges_changed']['note']}")
         print(f"round trip ({how}) on {check['images']} {args.dataset} images: reconstruction MSE {recon} vs "
               f"mean-image baseline {check['baseline_mse']:.4g}: {check['verdict']} ({check['message']})")
     else:
@@ -154,11 +186,13 @@ def cmd_import(args: argparse.Namespace) -> int:
         "source": report["source"],
         "class": report.get("class_name"),
         "latent_dim": report["latent_dim"],
+        "latent_shape": report["latent_shape"],
         "image_shape": report["image_shape"],
         "encode": report["encode"],
         "decode": report["decode"],
-        "output_range": report["output_range"],
-        "input_range": report["input_range"],
+        "output_range": model.config.output_range,
+        "input_range": model.config.input_range,
+        "warnings": report.get("warnings", []),
         "check": check,
         "seconds": round(time.perf_counter() - t0, 2),
     }))

@@ -184,20 +184,19 @@ def align_keys(tensors: dict[str, torch.Tensor], expected: set[str]) -> dict[str
     """Undo wrappers' key prefixes (``module.``, ``model.``, ``_orig_mod.``, nested ones such as
     ``module._orig_mod.``, and a Lightning module's ``generator.`` beside its ``discriminator.``) when that
     makes the names match the module's; otherwise return the tensors unchanged."""
-    best = tensors
-    score = len(set(tensors) & expected)
-    for _ in range(3):
-        if score == len(expected):
-            break
-        prefixes = set(KNOWN_PREFIXES) | {k.split(".", 1)[0] + "." for k in best if "." in k}
-        improved = False
-        for prefix in sorted(prefixes):
-            subset = {k[len(prefix):]: v for k, v in best.items() if k.startswith(prefix)}
-            s = len(set(subset) & expected)
-            if s > score:
-                best, score, improved = subset, s, True
-        if not improved:
-            break
+    best, score = tensors, len(set(tensors) & expected)
+    if score == len(expected) or not tensors:
+        return tensors
+    prefixes = set(KNOWN_PREFIXES)
+    for k in list(tensors)[:4096]:
+        parts = k.split(".")
+        for i in range(1, min(4, len(parts))):
+            prefixes.add(".".join(parts[:i]) + ".")
+    for prefix in sorted(prefixes, key=len):
+        subset = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        s = len(set(subset) & expected)
+        if s > score:
+            best, score = subset, s
     return best
 
 

@@ -259,7 +259,11 @@ def _free_names(node: ast.AST) -> set[str]:
     return loaded
 
 
-def _filter_block(stmts: list[ast.stmt], needed: set[str]) -> list[ast.stmt]:
+def _filter_block(stmts: list[ast.stmt], needed: set[str], modules: frozenset[str] = frozenset()
+                  ) -> list[ast.stmt]:
+    """The statements of a block that define or change what ``needed`` names. ``modules``: names bound by
+    imports; a call on a module (``torch.manual_seed(...)``, ``random.seed(...)``) changes no value a class
+    reads, so it is not kept for that."""
     kept: list[ast.stmt] = []
     for node in stmts:
         if _is_main_guard(node):
@@ -276,25 +280,26 @@ def _filter_block(stmts: list[ast.stmt], needed: set[str]) -> list[ast.stmt]:
             if node.name in needed:
                 kept.append(node)
         elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Expr)):
-            if (_bound_names(node) | _mutated_names(node)) & needed:
+            mutated = _mutated_names(node) - (modules if isinstance(node, ast.Expr) else frozenset())
+            if (_bound_names(node) | mutated) & needed:
                 kept.append(node)
         elif isinstance(node, ast.If):
-            body, orelse = _filter_block(node.body, needed), _filter_block(node.orelse, needed)
+            body, orelse = _filter_block(node.body, needed, modules), _filter_block(node.orelse, needed, modules)
             if body or orelse:
                 clone = copy.copy(node)
                 clone.body = body or [ast.copy_location(ast.Pass(), node)]
                 clone.orelse = orelse
                 kept.append(clone)
         elif isinstance(node, ast.Try):
-            body = _filter_block(node.body, needed)
+            body = _filter_block(node.body, needed, modules)
             if body:
                 clone = copy.copy(node)
                 clone.body = body
                 clone.handlers = [copy.copy(h) for h in node.handlers]
                 for h, orig in zip(clone.handlers, node.handlers):
-                    h.body = _filter_block(orig.body, needed) or [ast.copy_location(ast.Pass(), orig)]
-                clone.orelse = _filter_block(node.orelse, needed)
-                clone.finalbody = _filter_block(node.finalbody, needed)
+                    h.body = _filter_block(orig.body, needed, modules) or [ast.copy_location(ast.Pass(), orig)]
+                clone.orelse = _filter_block(node.orelse, needed, modules)
+                clone.finalbody = _filter_block(node.finalbody, needed, modules)
                 kept.append(clone)
         # loops, with-blocks, bare calls, raise/assert: the script's work, dropped
     return kept
@@ -316,8 +321,16 @@ class _ParseArgsRewriter(ast.NodeTransformer):
 def extract_definitions(tree: ast.Module, wanted: str) -> tuple[ast.Module, list[str]]:
     """The part of a script that defines ``wanted``: (module to run, module-level values kept)."""
     needed = {wanted}
+    for node in tree.body:  # a required constructor argument may come from the module's value of its name
+        if isinstance(node, ast.ClassDef) and node.name == wanted:
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef) and item.name == "__init__":
+                    args = item.args.posonlyargs + item.args.args
+                    needed |= {a.arg for a in args[1:len(args) - len(item.args.defaults)]}
+    modules = frozenset(n for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+                        for n in _bound_names(node))
     for _ in range(50):
-        kept = _filter_block(tree.body, needed)
+        kept = _filter_block(tree.body, needed, modules)
         more = set(needed)
         for node in kept:
             more |= _free_names(node)
