@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
-from .args import CLIError, int_list, positive_float, positive_int
+from .args import CLIError, int_list, nonnegative_int, positive_float, positive_int
 
 MODEL_CHOICES = {
     # CLI name -> (family, config overrides)
@@ -26,7 +27,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                     help="family: ae, dae (denoising AE), sae (sparse AE), vae, gan, pca")
     tr.add_argument("--arch", choices=["mlp", "conv", "linear"], default="mlp")
     tr.add_argument("--latent-dim", type=positive_int, default=20)
-    tr.add_argument("--hidden", type=int_list, default=None, help="MLP hidden sizes, e.g. 400 or 512,256")
+    tr.add_argument("--hidden", type=_hidden_sizes, default=None, help="MLP hidden sizes, e.g. 400 or 512,256")
     tr.add_argument("--base-channels", type=positive_int, default=None, help="conv/GAN width")
     tr.add_argument("--loss", choices=["bce", "mse"], default=None, help="reconstruction loss (AE/VAE)")
     tr.add_argument("--beta", type=float, default=None, help="VAE KL weight")
@@ -46,13 +47,42 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     tr.add_argument("--max-steps", type=positive_int, default=None)
-    tr.add_argument("--checkpoint-every", type=int, default=0, help="also save every N epochs")
+    tr.add_argument("--checkpoint-every", type=nonnegative_int, default=0, help="also save every N epochs")
     tr.add_argument("--resume", default=None, help="continue training from this checkpoint")
     tr.add_argument("--out", required=True, help="output .safetensors path")
     tr.add_argument("--weights-only", action="store_true",
                     help="leave the optimizer state out of the checkpoint (smaller; resume restarts Adam)")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.add_argument("--cuda-graphs", choices=["auto", "on", "off"], default="auto",
+                    help="capture the training step as a CUDA graph (auto: where known to work; falls back "
+                         "to eager steps with the reason logged)")
+    tr.add_argument("--finite-check-every", type=positive_int, default=50,
+                    help="check for NaN/inf on the device every N steps (a bad check rolls back to the last good)")
     return tr
+
+
+def _hidden_sizes(text: str) -> tuple[int, ...]:
+    sizes = int_list(text)
+    if not sizes:
+        raise argparse.ArgumentTypeError(f"expected at least one hidden size, e.g. 400 or 512,256, got {text!r}")
+    return sizes
+
+
+def _check_out(path: str) -> str:
+    """The output file must be writable *before* training starts, not found unwritable after it."""
+    from pathlib import Path
+
+    if not path or not path.strip():
+        raise CLIError("--out is empty; give the checkpoint file to write, e.g. --out model.safetensors")
+    out = Path(path).expanduser()
+    if out.is_dir():
+        raise CLIError(f"--out {path} is a folder; give a file name, e.g. {out / 'model.safetensors'}")
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise CLIError(f"the output folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise CLIError(f"cannot write {out}: the folder or file is read-only")
+    return str(out)
 
 
 def _model_from_args(args: argparse.Namespace, image_shape: tuple[int, int, int]):
@@ -88,7 +118,30 @@ def _model_from_args(args: argparse.Namespace, image_shape: tuple[int, int, int]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from explorer.core import threads
+
+    threads.apply("cli-train")  # the whole budget: this process trains and does nothing else
     import torch
+
+    from explorer.core.training import distributed
+
+    if os.environ.get("RANK", "0") == "0":  # only rank 0 writes; it checks before any rank waits for it
+        args.out = _check_out(args.out)
+    try:
+        dist_ctx = distributed.init_from_env(args.device)
+    except (RuntimeError, ValueError) as exc:
+        raise CLIError(f"could not join the torchrun process group: {exc}") from exc
+    main_rank = dist_ctx is None or dist_ctx.is_main
+    try:
+        return _train(args, dist_ctx, main_rank)
+    finally:
+        distributed.shutdown(dist_ctx)
+
+
+def _train(args: argparse.Namespace, dist_ctx: Any, main_rank: bool) -> int:
+    import torch
+
+    from explorer.core.training import distributed
 
     from explorer.core import checkpoint
     from explorer.core.data import DataSourceError, load_dataset
@@ -114,20 +167,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         model = build_model(resume_model.family, resume_model.config)
     else:
         model = _model_from_args(args, data.image_shape)
-    lr = args.lr if args.lr is not None else (2e-4 if model.family == "gan" else 1e-3)
+    lr = args.lr
+    if lr is None and resume_model is not None:
+        # Resuming without --lr continues at the rate the checkpoint was trained with (what it records).
+        meta = getattr(resume_model, "metadata", None) or {}
+        stored = ((meta.get("history") or {}).get("train_config") or {}).get("lr")
+        lr = float(stored) if isinstance(stored, (int, float)) and stored > 0 else None
+    if lr is None:
+        lr = 2e-4 if model.family == "gan" else 1e-3
     config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=lr, seed=args.seed, device=args.device,
+        epochs=args.epochs, batch_size=args.batch_size, lr=lr, seed=args.seed,
+        device=distributed.rank_device(dist_ctx, args.device),
         checkpoint_path=args.out, checkpoint_every=args.checkpoint_every, max_steps=args.max_steps,
-        save_optimizer=not args.weights_only,
+        save_optimizer=not args.weights_only, cuda_graphs=args.cuda_graphs,
+        finite_check_every=args.finite_check_every,
     )
     try:
-        trainer = Trainer(model, data, config)
+        trainer = Trainer(model, data, config, distributed=dist_ctx)
     except (TrainingError, ValueError) as exc:
         raise CLIError(str(exc)) from exc
     if resume_model is not None:
         trainer.resume_from(resume_model)
 
-    bar = _progress_bar(trainer, disable=args.no_progress)
+    bar = _progress_bar(trainer, disable=args.no_progress or not main_rank)
+    restore_signals = _stop_on_signals(trainer) if dist_ctx is not None else (lambda: None)
     try:
         result = trainer.run()
     except TrainingError as exc:
@@ -135,7 +198,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         raise CLIError("interrupted") from None
     finally:
+        restore_signals()
         bar.close()
+    if not main_rank:
+        return 0
     summary = {
         "images_per_second": round(result.images_per_second, 1),
         "epochs": result.epochs_completed,
@@ -146,9 +212,34 @@ def cmd_train(args: argparse.Namespace) -> int:
         "final_metrics": result.final_metrics,
         "out": result.checkpoint,
         "stopped_early": result.stopped,
+        "step_mode": result.step_mode,
+        "world_size": result.world_size,
     }
     print(json.dumps(summary, default=float))
     return 0
+
+
+def _stop_on_signals(trainer: Any) -> Any:
+    """Under torchrun, SIGINT/SIGTERM stop every rank at the same step (rank 0 saves) instead of killing one
+    rank in the middle of an all-reduce. Returns the function that puts the old handlers back."""
+    import signal
+
+    old = {}
+
+    def handler(signum: int, _frame: Any) -> None:
+        trainer.stop()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            old[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread
+            pass
+
+    def restore() -> None:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+
+    return restore
 
 
 def _progress_bar(trainer: Any, disable: bool) -> Any:

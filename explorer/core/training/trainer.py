@@ -480,6 +480,7 @@ class Trainer:
                     self._sample_grids(fixed_z, fixed_x)
                     if (
                         cfg.checkpoint_path
+                        and self._writes_checkpoints
                         and cfg.checkpoint_every
                         and (epoch + 1 - self.start_epoch) % cfg.checkpoint_every == 0
                         and not partial
