@@ -81,6 +81,9 @@ def _child_main(conn: Any) -> None:
     except (AttributeError, OSError):  # not on this platform, or not allowed: run at normal priority
         pass
     _exit_with_parent()
+    from ..threads import configure_child
+
+    n_threads = configure_child("projection")  # this child's share of the thread budget, before numba loads
     fitted: dict[str, Projection] = {}  # token -> fitted projection, kept for transform requests
     while True:
         try:
@@ -96,7 +99,10 @@ def _child_main(conn: Any) -> None:
                 _send(conn, {"kind": "done", "seconds": seconds})
             elif kind == "fit":
                 latents = _npz_arrays(conn.recv_bytes())["latents"]
-                proj = make_projection(header["method"], **header.get("options", {}))
+                options = dict(header.get("options", {}))
+                if header["method"] == "tsne" and not options.get("n_jobs"):
+                    options["n_jobs"] = n_threads  # openTSNE would take every core
+                proj = make_projection(header["method"], **options)
 
                 def progress(fraction: float, message: str = "") -> None:
                     _send(conn, {"kind": "progress", "fraction": float(fraction), "message": message})
