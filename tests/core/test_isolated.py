@@ -124,3 +124,12 @@ def test_the_child_exits_when_its_parent_is_killed_mid_fit():
     if _running(child):
         os.kill(child, signal.SIGKILL)
         pytest.fail("the projection child outlived its killed parent")
+
+
+def test_partial_tsne_maps_stream_from_the_child(proc, latents):
+    frames = []
+    proj = proc.fit("tsne", latents, {**TSNE, "n_iter": 400, "callbacks_every": 5}, inverse=False,
+                    preview=frames.append)
+    assert frames, "no partial map arrived from the child"
+    assert all(f.shape == (800, 2) and np.isfinite(f).all() for f in frames)
+    assert not np.allclose(frames[0], proj.embedding)

@@ -276,7 +276,7 @@ def test_points_a_library_could_not_place_get_finite_positions():
 
 # ----------------------------------------------------------------------------- registry
 def test_registry_and_options():
-    assert set(PROJECTIONS) == {"pca", "tsne", "umap", "dims"}
+    assert set(PROJECTIONS) == {"pca", "tsne", "umap", "dims", "parametric"}
     assert isinstance(make_projection("PCA"), PCAProjection)
     assert isinstance(make_projection("dims", i=0, j=2), DimsProjection)
     with pytest.raises(ValueError, match="unknown projection"):

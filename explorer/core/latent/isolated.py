@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from . import Cancelled
-from .projection import Projection, make_projection
+from .projection import PreviewFn, Projection, make_projection
 
 ProgressFn = Callable[[float, str], None]
 POLL_S = 0.05
@@ -50,10 +50,14 @@ def _npz_arrays(data: bytes) -> dict[str, np.ndarray]:
         return {name: npz[name] for name in npz.files}
 
 
+_SEND_LOCK = threading.Lock()  # the child reports from two threads (the fit and its progress creep)
+
+
 def _send(conn: Any, header: dict[str, Any], payload: bytes = b"") -> None:
-    conn.send_bytes(json.dumps(header).encode("utf-8"))
-    if header.get("payload"):
-        conn.send_bytes(payload)
+    with _SEND_LOCK:  # a header and its payload must not be split by another message
+        conn.send_bytes(json.dumps(header).encode("utf-8"))
+        if header.get("payload"):
+            conn.send_bytes(payload)
 
 
 def _exit_with_parent() -> None:
@@ -107,7 +111,10 @@ def _child_main(conn: Any) -> None:
                 def progress(fraction: float, message: str = "") -> None:
                     _send(conn, {"kind": "progress", "fraction": float(fraction), "message": message})
 
-                proj.fit(latents, progress=progress)
+                def preview(embedding: np.ndarray) -> None:
+                    _send(conn, {"kind": "preview", "payload": True}, _npz_bytes({"embedding": embedding}))
+
+                proj.fit(latents, progress=progress, preview=preview if header.get("preview") else None)
                 if header.get("inverse", True) and not proj.exact_inverse:
                     progress(0.97, "learning the inverse map")
                     proj.fit_inverse()
@@ -173,7 +180,7 @@ class ProjectionProcess:
             proc.join(2.0)
 
     def _receive(self, cancel: threading.Event | None, progress: ProgressFn | None,
-                 label: str) -> tuple[dict[str, Any], bytes]:
+                 label: str, preview: PreviewFn | None = None) -> tuple[dict[str, Any], bytes]:
         while True:
             if cancel is not None and cancel.is_set():
                 self._discard()  # the only way to stop numba or FFTW mid-call
@@ -200,6 +207,10 @@ class ProjectionProcess:
             if kind == "progress":
                 if progress is not None:
                     progress(header["fraction"], header.get("message", ""))
+                continue
+            if kind == "preview":
+                if preview is not None:
+                    preview(_npz_arrays(payload)["embedding"])
                 continue
             if kind == "error":
                 raise ProjectionProcessError(f"{label}: {header.get('message')}")
@@ -231,9 +242,12 @@ class ProjectionProcess:
 
     def fit(self, method: str, latents: np.ndarray, options: dict[str, Any] | None = None, *,
             progress: ProgressFn | None = None, cancel: threading.Event | None = None,
-            inverse: bool = True) -> Projection:
+            inverse: bool = True, preview: PreviewFn | None = None) -> Projection:
         """Fit ``make_projection(method, **options)`` on ``latents`` in the child (plus its learned inverse
-        unless ``inverse=False``) and return the fitted projection, rebuilt here from its state."""
+        unless ``inverse=False``) and return the fitted projection, rebuilt here from its state.
+
+        ``preview(positions)`` receives the partial maps the method streams while it optimises (t-SNE: about
+        every 0.4 s, (N, 2) float32), on the thread that called ``fit``: a GUI can draw the map forming."""
         z = np.ascontiguousarray(latents, np.float32)
         options = dict(options or {})
         make_projection(method, **options)  # bad options fail here, with the usual message
@@ -245,12 +259,12 @@ class ProjectionProcess:
             token = f"{self._generation}:{self._count}"
             try:
                 _send(self._conn, {"kind": "fit", "method": method, "options": options, "inverse": inverse,
-                                   "token": token})
+                                   "token": token, "preview": preview is not None})
                 self._conn.send_bytes(_npz_bytes({"latents": z}))
             except (BrokenPipeError, OSError) as exc:
                 self._discard()
                 raise ProjectionProcessError(f"{method}: could not reach the projection process ({exc})") from exc
-            _, payload = self._receive(cancel, progress, method)
+            _, payload = self._receive(cancel, progress, method, preview)
             if method == "umap":
                 self.warm = True
         finally:

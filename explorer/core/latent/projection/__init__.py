@@ -46,22 +46,34 @@ Results can be cached to disk as plain arrays (``.npz`` + JSON, no pickle): see 
 
 from __future__ import annotations
 
-from .base import STATE_FORMAT, ProgressFn, Projection, TransformUnavailableError
+from .base import STATE_FORMAT, PreviewFn, ProgressFn, Projection, TransformUnavailableError
 from .cache import ProjectionCache, cache_key, default_cache_dir
 from .dims import DimsProjection
+from .estimate import (
+    ESTIMATE_FROM,
+    PARAMETRIC_SUGGEST_S,
+    describe_estimate,
+    estimate_seconds,
+    suggest_parametric,
+)
 from .inverse import MLPInverse
+from .parametric import ParametricProjection
 from .pca import PCAProjection
 from .registry import PROJECTIONS, make_projection
 from .tsne import TSNEProjection
 from .umap import UMAP_INITS, UMAPProjection
 
 __all__ = [
+    "ESTIMATE_FROM",
+    "PARAMETRIC_SUGGEST_S",
     "PROJECTIONS",
     "STATE_FORMAT",
     "UMAP_INITS",
     "DimsProjection",
     "MLPInverse",
     "PCAProjection",
+    "ParametricProjection",
+    "PreviewFn",
     "ProgressFn",
     "Projection",
     "ProjectionCache",
@@ -70,5 +82,8 @@ __all__ = [
     "UMAPProjection",
     "cache_key",
     "default_cache_dir",
+    "describe_estimate",
+    "estimate_seconds",
     "make_projection",
+    "suggest_parametric",
 ]

@@ -34,14 +34,31 @@ class TransformUnavailableError(RuntimeError):
 
 
 # ============================================================================ helpers
-class _Reporter:
-    """Throttled progress reports and cancel checks for one long-running step."""
+PreviewFn = Callable[[np.ndarray], None]  # (N, 2) float32 partial map positions while a fit runs
 
-    def __init__(self, progress: ProgressFn | None, cancel: threading.Event | None, interval_s: float = 0.1):
+
+class _Reporter:
+    """Throttled progress reports, previews and cancel checks for one long-running step.
+
+    ``preview(embedding)`` forwards partial map positions (t-SNE's optimiser) at most every
+    ``preview_interval_s``. ``creep(lo, hi, seconds, message)`` starts a phase that cannot report (a
+    neighbour search, numba compiling): a daemon thread moves the bar from ``lo`` towards ``hi`` along
+    ``1 - exp(-t / seconds)``, so the bar keeps moving at the expected pace and never claims the phase is
+    done; the next real report (or ``end_creep``) stops it. Reports from both threads go through one lock.
+    """
+
+    def __init__(self, progress: ProgressFn | None, cancel: threading.Event | None, interval_s: float = 0.1,
+                 preview: PreviewFn | None = None, preview_interval_s: float = 0.4):
         self._progress = progress
         self._cancel = cancel
         self._interval = interval_s
         self._last = -math.inf
+        self.preview_fn = preview
+        self._preview_interval = preview_interval_s
+        self._last_preview = -math.inf
+        self._lock = threading.Lock()
+        self._creep: threading.Event | None = None
+        self.fraction = 0.0
 
     @property
     def cancelled(self) -> bool:
@@ -51,14 +68,53 @@ class _Reporter:
         if self.cancelled:
             raise Cancelled("cancelled")
 
+    def _emit(self, fraction: float, message: str, creep: threading.Event | None = None) -> None:
+        with self._lock:
+            if creep is not None and creep.is_set():  # a creep step that lost the race with a real report
+                return
+            self.fraction = float(min(max(fraction, 0.0), 1.0))
+            if self._progress is not None:
+                self._progress(self.fraction, message)
+
     def __call__(self, fraction: float, message: str = "", *, force: bool = False) -> None:
+        self.end_creep()
         self.check()
         if self._progress is None:
             return
         now = time.perf_counter()
         if force or now - self._last >= self._interval:
             self._last = now
-            self._progress(float(min(max(fraction, 0.0), 1.0)), message)
+            self._emit(fraction, message)
+
+    def preview(self, embedding: Any, *, force: bool = False) -> None:
+        if self.preview_fn is None:
+            return
+        now = time.perf_counter()
+        if force or now - self._last_preview >= self._preview_interval:
+            self._last_preview = now
+            self.preview_fn(np.array(embedding, dtype=np.float32, copy=True))
+
+    def creep(self, lo: float, hi: float, seconds: float, message: str) -> None:
+        self.end_creep()
+        self(lo, message, force=True)
+        if self._progress is None or seconds <= 0:
+            return
+        stop = threading.Event()
+        self._creep = stop
+        t0 = time.perf_counter()
+
+        def run() -> None:
+            while not stop.wait(0.25):
+                t = time.perf_counter() - t0
+                self._emit(lo + (hi - lo) * (1.0 - math.exp(-t / seconds)), message, stop)
+
+        threading.Thread(target=run, name="projection-progress", daemon=True).start()
+
+    def end_creep(self) -> None:
+        stop, self._creep = self._creep, None
+        if stop is not None:
+            with self._lock:  # after this, no step of that creep can be reported
+                stop.set()
 
 
 def _as_latents(latents: Any, name: str = "latents") -> np.ndarray:
@@ -168,14 +224,22 @@ class Projection:
 
     # ---- fitting
     def fit(
-        self, latents: np.ndarray, progress: ProgressFn | None = None, cancel: threading.Event | None = None
+        self, latents: np.ndarray, progress: ProgressFn | None = None, cancel: threading.Event | None = None,
+        preview: PreviewFn | None = None,
     ) -> np.ndarray:
-        """Map positions (N, 2) float32 of ``latents`` (N, D); also builds the KD-tree for picking and trust."""
+        """Map positions (N, 2) float32 of ``latents`` (N, D); also builds the KD-tree for picking and trust.
+
+        ``preview(positions)``, where the method has them (t-SNE), receives partial maps while it optimises
+        (a copy, at most every 0.4 s), so a GUI can draw the map forming.
+        """
         z = _as_latents(latents)
-        rep = _Reporter(progress, cancel)
+        rep = _Reporter(progress, cancel, preview=preview)
         rep(0.0, f"computing {self.title or self.method}", force=True)
         t0 = time.perf_counter()
-        emb = np.asarray(self._fit(z, rep), np.float32)
+        try:
+            emb = np.asarray(self._fit(z, rep), np.float32)
+        finally:
+            rep.end_creep()
         rep.check()
         if emb.shape != (len(z), 2) or not np.isfinite(emb).all():
             raise RuntimeError(f"{self.title or self.method} produced an invalid map ({emb.shape}, non-finite values)")

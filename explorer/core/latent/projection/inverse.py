@@ -15,6 +15,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from .base import (
+    PreviewFn,
     ProgressFn,
     Projection,
     TransformUnavailableError,
@@ -38,6 +39,9 @@ class MLPInverse:
     ``error`` is the held-out relative RMS error ``sqrt(sum |z_hat - z|^2 / sum |z - mean|^2)``: 0 is perfect,
     1 is no better than always answering the mean latent. A 2-D position cannot pin down a D-dimensional
     code, so even a perfect inverse keeps the part of z that the map does not show (it learns E[z | p]).
+
+    The input width is whatever ``fit`` is given: the parametric map uses the same network the other way
+    round, latents -> map positions.
     """
 
     def __init__(
@@ -88,7 +92,7 @@ class MLPInverse:
 
         # Parameters drawn from our own generator (PyTorch's default Linear init, U(+-1/sqrt(fan_in))): building
         # nn.Linear would consume the *global* RNG, which a training run on another thread may be relying on.
-        sizes = [(2, self.hidden), (self.hidden, self.hidden), (self.hidden, d)]
+        sizes = [(x_all.shape[1], self.hidden), (self.hidden, self.hidden), (self.hidden, d)]
         params: list[torch.Tensor] = []
         for fan_in, fan_out in sizes:
             bound = 1.0 / math.sqrt(fan_in)
@@ -163,13 +167,13 @@ class MLPInverse:
     def state(self) -> dict[str, np.ndarray]:
         return dict(self.arrays or {})
 
-    def load_state(self, arrays: Mapping[str, np.ndarray], error: float | None) -> None:
+    def load_state(self, arrays: Mapping[str, np.ndarray], error: float | None, in_dim: int = 2) -> None:
         needed = [f"p{i}" for i in range(6)] + ["x_mean", "x_scale", "y_mean", "y_scale"]
         missing = [k for k in needed if k not in arrays]
         if missing:
             raise ValueError(f"inverse map weights missing: {', '.join(missing)}")
         a = {k: np.asarray(arrays[k], np.float32) for k in needed}
-        if a["p0"].shape[0] != 2 or a["p4"].shape[1] != a["y_mean"].shape[0]:
+        if a["p0"].shape[0] != in_dim or a["p4"].shape[1] != a["y_mean"].shape[0]:
             raise ValueError("inverse map weights have inconsistent shapes")
         self.hidden = int(a["p0"].shape[1])
         self.arrays = a
@@ -220,12 +224,13 @@ class _LearnedInverseProjection(Projection):
         return self._mlp is not None
 
     def fit(
-        self, latents: np.ndarray, progress: ProgressFn | None = None, cancel: threading.Event | None = None
+        self, latents: np.ndarray, progress: ProgressFn | None = None, cancel: threading.Event | None = None,
+        preview: PreviewFn | None = None,
     ) -> np.ndarray:
         # A refit invalidates everything derived from the previous data.
         self._mlp, self._model, self._latent_tree, self.inverse_error = None, None, None, None
         self.latents = _as_latents(latents)
-        return super().fit(self.latents, progress, cancel)
+        return super().fit(self.latents, progress, cancel, preview)
 
     def fit_inverse(self, progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> float | None:
         """Train the MLP inverse (a few seconds for 70k points on 2 cores). Until it is done, ``inverse`` uses

@@ -6,6 +6,7 @@ from typing import Any
 
 from .base import Projection
 from .dims import DimsProjection
+from .parametric import ParametricProjection
 from .pca import PCAProjection
 from .tsne import TSNEProjection
 from .umap import UMAPProjection
@@ -15,6 +16,7 @@ PROJECTIONS: dict[str, type[Projection]] = {
     "tsne": TSNEProjection,
     "umap": UMAPProjection,
     "dims": DimsProjection,
+    "parametric": ParametricProjection,
 }
 
 

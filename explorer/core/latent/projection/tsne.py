@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from .base import _check_int, _default_jobs, _Reporter
+from .estimate import tsne_neighbour_seconds
 from .inverse import _LearnedInverseProjection
 
 
@@ -27,6 +28,8 @@ class _TSNECallback:
             return True
         done = sum(self.phases[: max(self.phase, 0)]) + iteration
         self.rep(self.lo + (self.hi - self.lo) * done / self.total, f"t-SNE iteration {done}/{self.total}")
+        # The partial map, for a GUI that draws the map forming (openTSNE hands us its live array).
+        self.rep.preview(embedding)
         return False
 
 
@@ -79,9 +82,9 @@ class TSNEProjection(_LearnedInverseProjection):
         n_jobs = o["n_jobs"] or _default_jobs()
         # openTSNE needs 3 * perplexity < N; small maps (tests, tiny datasets) get a smaller perplexity.
         perplexity = float(min(o["perplexity"], max((n - 1) / 3.0 - 1e-3, 1.0)))
-        rep(0.01, "t-SNE: finding neighbours")
         # Not interruptible (annoy / exact search + perplexity calibration), ~35 s of the ~160 s for 70k x 20 on
-        # 2 cores: cancel is checked after it.
+        # 2 cores: cancel is checked after it, and the bar creeps at the expected pace meanwhile.
+        rep.creep(0.01, 0.2, tsne_neighbour_seconds(n, n_jobs), "t-SNE: finding neighbours")
         aff = affinity.PerplexityBasedNN(z, perplexity=perplexity, n_jobs=n_jobs, random_state=self.seed, verbose=False)
         rep(0.2, "t-SNE: initialising")
         init = initialization.pca(z, random_state=self.seed)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .base import _NUMBA_LOCK, _check_int, _Reporter
+from .estimate import UMAP_COMPILE_SECONDS, umap_neighbour_seconds
 from .inverse import _LearnedInverseProjection
 
 
@@ -51,6 +52,7 @@ class _TqdmHook(io.TextIOBase):
 
 
 _HOOKED_UMAP: type | None = None
+_WARM = False  # numba has compiled umap-learn's kernels in this process (a fit or warm_up finished)
 
 
 def _hooked_umap_class() -> type:
@@ -121,7 +123,12 @@ class UMAPProjection(_LearnedInverseProjection):
         import numba
 
         cls = _hooked_umap_class()
-        rep(0.02, "UMAP: finding neighbours")
+        # The neighbour search (and, in a fresh process, numba compiling) cannot report: the bar creeps at
+        # the expected pace until the layout's first epoch reports for real.
+        global _WARM
+        seconds = umap_neighbour_seconds(len(z)) + (0.0 if _WARM else UMAP_COMPILE_SECONDS)
+        rep.creep(0.02, 0.4, seconds, "UMAP: finding neighbours" if _WARM else
+                  "UMAP: compiling (first map of this session) and finding neighbours")
         o = self.options
         hook = _TqdmHook()
         hook.on_progress = lambda n, total: rep(0.4 + 0.6 * n / max(total, 1), f"UMAP epoch {n}/{total}")
@@ -150,6 +157,7 @@ class UMAPProjection(_LearnedInverseProjection):
                 hook.on_progress = None
                 model.explorer_hook = None
                 model.tqdm_kwds = {"disable": True}
+        _WARM = True
         rep.check()
         self._model = model
         return self._finite_embedding(model.embedding_, z)
