@@ -15,6 +15,9 @@ def main(files: Sequence[str] = ()) -> int:
     from explorer import __version__
     from explorer.gui.main_window import RESOURCES, MainWindow
 
+    from explorer.core.threads import apply
+
+    apply("gui")  # the GUI thread decodes small batches inline; background jobs take their own shares
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Latent Explorer")
     app.setOrganizationName("Latent Explorer")

@@ -108,6 +108,9 @@ class LatestWinsWorker(QObject):
         self._cost_s = float("inf")
 
     def _loop(self) -> None:
+        from explorer.core.threads import apply
+
+        apply("decode")  # this thread's share of the thread budget, before its first torch call
         while True:
             with self._cond:
                 while self._pending is None and not self._closed:
@@ -157,6 +160,9 @@ class Task(QRunnable):
         self.signals.progress.emit(float(fraction), message)
 
     def run(self) -> None:
+        from explorer.core.threads import apply
+
+        apply("task")  # pool threads are reused: set the budget's share at the start of every task
         try:
             self._run()
         except RuntimeError as exc:

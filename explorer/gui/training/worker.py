@@ -150,6 +150,9 @@ class TrainingWorker(QObject):
         from explorer.core.models import build_model
         from explorer.core.training import TrainConfig, Trainer
 
+        from explorer.core.threads import apply
+
+        apply("training")  # the training thread's share of the budget, before its first parallel call
         spec = self.spec
         spec.validate()
         resume_model = None
