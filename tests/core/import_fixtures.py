@@ -713,8 +713,7 @@ def make_dcgan_script(folder: Path) -> Fixture:
     weights = src.parent / "netG_epoch_24.pth"
     torch.save(net.state_dict(), weights)
     return Fixture("pytorch/examples dcgan/main.py (a script, nz/ngf module constants)", folder, weights,
-                   f"{src}:Generator", args=["--script-args", "--dataset mnist"],
-                   python={"script_args": ["--dataset", "mnist"]},
+                   f"{src}:Generator",
                    reference=lambda z: (net(z.view(len(z), 12, 1, 1)) + 1) / 2, latent_shape=(12, 1, 1),
                    image_shape=(1, 16, 16))
 

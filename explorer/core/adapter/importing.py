@@ -16,7 +16,7 @@ from .errors import AdapterError
 from .loading import load_archive, load_weights, source_kind
 from .model import INPUT_RANGES, OUTPUT_RANGES, ImportedConfig, ImportedModel
 from .probe import parse_shape, setup
-from .source import construct, list_classes, load_target, parse_class_ref
+from .source import constant_choices, construct, list_classes, load_target, parse_class_ref
 from .trust import trust_code
 
 
@@ -54,6 +54,42 @@ def _parse_kwargs(kwargs: Mapping[str, Any] | str | None) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:
         raise AdapterError(f"--kwargs must be plain JSON values (they are stored in the checkpoint): {exc}") from exc
     return kwargs
+
+
+def _build_class(file: Path, class_name: str, script_args: list[str], kwargs: dict[str, Any], weights: Path
+                 ) -> tuple[torch.nn.Module, dict[str, Any], list[str], str, dict[str, Any]]:
+    """Construct the user's class and load the weights: (module, load info, notes, where, script values).
+
+    A training script may set a value the class reads only in a branch its arguments choose (the DCGAN
+    example sets ``nc`` per ``--dataset``); then each literal value the script assigns to that name is tried,
+    and the one whose module the weights fit is kept (and recorded, so the checkpoint rebuilds the same)."""
+    label = f"{class_name}({json.dumps(kwargs)})" if kwargs else f"{class_name}()"
+
+    def attempt(preset: dict[str, Any]) -> tuple[torch.nn.Module, dict[str, Any], list[str], str]:
+        target, module, info = load_target(file, class_name, script_args, preset=preset)
+        if isinstance(target, torch.nn.Module) and kwargs:
+            raise AdapterError(f"{class_name} in {file.name} is a ready-made nn.Module instance; it takes no --kwargs")
+        net, notes = construct(target, kwargs, module, info["search_path"], info)
+        return net, info, notes, load_weights(net, weights, label)
+
+    try:
+        return (*attempt({}), {})
+    except AdapterError as exc:
+        cause = exc.__cause__
+        name = getattr(cause, "name", None) if isinstance(cause, NameError) else None
+        choices = constant_choices(file, name) if name else []
+        for value in choices:
+            try:
+                net, info, notes, where = attempt({name: value})
+            except AdapterError:
+                continue
+            if info["mode"] != "script":
+                break
+            notes.append(f"{name} = {value!r}: the script sets {name} only for some of its arguments; of the "
+                         f"values it assigns ({', '.join(map(repr, choices))}) this is the one the weights fit "
+                         "(or give the script's arguments with --script-args)")
+            return net, info, notes, where, {name: value}
+        raise
 
 
 def import_model(
@@ -115,7 +151,8 @@ def import_model(
         file, class_name = parse_class_ref(class_ref)
         if not source.exists():
             raise AdapterError(f"{source}: weights file not found")
-        target, module, info = load_target(file, class_name, script_args)
+        net, info, more, where, preset = _build_class(file, class_name, script_args, kwargs, source)
+        notes += more
         search_path = info["search_path"]
         if info["mode"] == "script":
             line, what = info["script_work"][0]
@@ -124,15 +161,10 @@ def import_model(
                          f"and the definitions {class_name} needs{kept} were run")
         elif info["mode"] == "package":
             notes.append(f"{file.name} was imported as {info['dotted']} from {search_path[1] if len(search_path) > 1 else file.parent}")
-        if isinstance(target, torch.nn.Module) and kwargs:
-            raise AdapterError(f"{class_name} in {file.name} is a ready-made nn.Module instance; it takes no --kwargs")
-        net, more = construct(target, kwargs, module, search_path, info)
-        notes += more
-        label = f"{class_name}({json.dumps(kwargs)})" if kwargs else f"{class_name}()"
-        where = load_weights(net, source, label)
         kind, ref = "class", str(file.resolve())
         origin = {"weights": str(source), "state_dict": where}
     else:
+        preset = {}
         if script_args:
             raise AdapterError("--script-args applies to a model class file; archives are loaded as saved")
         if not source.exists():
@@ -155,7 +187,8 @@ def import_model(
                   example_latent=example)
     try:
         config = ImportedConfig(source=kind, path=ref, class_name=class_name, kwargs=kwargs,
-                                script_args=script_args, search_path=search_path, **found["settings"])
+                                script_args=script_args, script_values=preset, search_path=search_path,
+                                **found["settings"])
         config.validate()
     except ValueError as exc:
         raise AdapterError(f"cannot use this model: {exc}") from exc

@@ -50,6 +50,7 @@ class ImportedConfig(ModelConfig):
     class_name: str = ""
     kwargs: dict[str, Any] = field(default_factory=dict)
     script_args: list[str] = field(default_factory=list)
+    script_values: dict[str, Any] = field(default_factory=dict)
     search_path: list[str] = field(default_factory=list)
     encode_method: str = ""
     decode_method: str = "decode"
@@ -89,6 +90,10 @@ class ImportedConfig(ModelConfig):
             value = getattr(self, name)
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or len(value) > 64:
                 raise ValueError(f"{name} must be a list of strings")
+        if not isinstance(self.script_values, dict) or len(self.script_values) > 8 or not all(
+                isinstance(k, str) and k.isidentifier() and isinstance(v, (int, float, str, bool))
+                for k, v in self.script_values.items()):
+            raise ValueError("script_values must map names to plain values")
         for name in ("encode_method", "decode_method", "encode_output"):
             if not isinstance(getattr(self, name), str):
                 raise ValueError(f"{name} must be a string")
@@ -125,7 +130,8 @@ def build_module(config: ImportedConfig) -> nn.Module:
                 "put it back, or import the model again)"
             )
         check_trust(str(path), what="Python file", call=config.call())
-        target, module, info = load_target(path, config.class_name, config.script_args, config.search_path or None)
+        target, module, info = load_target(path, config.class_name, config.script_args, config.search_path or None,
+                                           config.script_values)
         return construct(target, config.kwargs, module, info["search_path"], info)[0]
     if not path.exists():
         raise AdapterError(f"model archive {path} not found (this imported model references it: put it back, or "

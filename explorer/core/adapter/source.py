@@ -462,8 +462,23 @@ _lock = threading.RLock()
 _cache: dict[tuple[str, tuple[str, ...]], tuple[int, int, Any, dict[str, Any]]] = {}
 
 
+def constant_choices(path: str | Path, name: str) -> list[Any]:
+    """The literal values a script assigns to ``name`` anywhere at module level (``nc = 3`` / ``nc = 1`` in
+    the branches of ``if opt.dataset == ...``), in order."""
+    out: list[Any] = []
+    for node in ast.walk(_parse(Path(path))):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            continue
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) \
+                and node.targets[0].id == name and isinstance(node.value, ast.Constant) \
+                and isinstance(node.value.value, (int, float, str, bool)) and node.value.value not in out:
+            out.append(node.value.value)
+    return out[:8]
+
+
 def load_user_module(path: str | Path, wanted: str | None = None, script_args: Sequence[str] = (),
-                     search_path: Sequence[str] | None = None) -> tuple[Any, dict[str, Any]]:
+                     search_path: Sequence[str] | None = None, preset: Mapping[str, Any] | None = None
+                     ) -> tuple[Any, dict[str, Any]]:
     """Run a user's file as a module; returns (module, info). Cached until the file changes.
 
     ``info``: ``{"mode": "module" | "package" | "script", "search_path", "dotted", "script_work": [(line,
@@ -475,7 +490,9 @@ def load_user_module(path: str | Path, wanted: str | None = None, script_args: S
     work = find_script_work(tree)
     script = bool(work and wanted)
     # A script's extract depends on the name wanted; a module is one module whatever is taken from it.
-    key = (str(path.resolve()), ((wanted or "") if script else "",) + tuple(script_args))
+    preset = dict(preset or {}) if script else {}
+    key = (str(path.resolve()), ((wanted or "") if script else "",) + tuple(script_args)
+           + tuple(f"{k}={v!r}" for k, v in sorted(preset.items())))
     stat = path.stat()
     with _lock:
         cached = _cache.get(key)
@@ -493,7 +510,7 @@ def load_user_module(path: str | Path, wanted: str | None = None, script_args: S
                 info["mode"] = "script"
                 code_tree, info["values"] = extract_definitions(tree, wanted)
                 module = _exec(path, unique, code_tree, pkg, wanted, work, tree,
-                               {"__latent_explorer_parse__": _parse_helper(script_args, path)})
+                               {"__latent_explorer_parse__": _parse_helper(script_args, path), **preset})
             elif pkg is not None:
                 info["mode"] = "package"
                 module = _import_package_module(path, pkg[1])
@@ -559,10 +576,12 @@ def _import_package_module(path: Path, dotted: str) -> Any:
 
 # ============================================================ the class (or instance) and its arguments
 def load_target(path: str | Path, name: str, script_args: Sequence[str] = (),
-                search_path: Sequence[str] | None = None) -> tuple[Any, Any, dict[str, Any]]:
-    """(the ``nn.Module`` subclass or module-level ``nn.Module`` instance ``name``, its module, load info)."""
+                search_path: Sequence[str] | None = None, preset: Mapping[str, Any] | None = None
+                ) -> tuple[Any, Any, dict[str, Any]]:
+    """(the ``nn.Module`` subclass or module-level ``nn.Module`` instance ``name``, its module, load info).
+    ``preset``: module values a script would set from its arguments, given instead (see import_model)."""
     path = Path(path).expanduser().absolute()
-    module, info = load_user_module(path, name, script_args, search_path)
+    module, info = load_user_module(path, name, script_args, search_path, preset)
     target = getattr(module, name, None)
     if target is None:
         found = sorted(n for n, v in vars(module).items()
