@@ -158,10 +158,10 @@ def test_smile_changes_mouth_cheeks_and_eyes_only(faces):
     assert (changed.sum(axis=(1, 2)) >= 40).all()
     rows, cols = np.nonzero(changed.any(axis=0))
     # between the eyes and the chin: hair, brows, background and shirt stay as they were
-    assert rows.min() >= 0.38 * 64 and rows.max() <= 0.85 * 64
-    assert cols.min() >= 0.15 * 64 and cols.max() <= 0.85 * 64
+    assert rows.min() >= 0.34 * 64 and rows.max() <= 0.9 * 64
+    assert cols.min() >= 0.1 * 64 and cols.max() <= 0.9 * 64
     # the eyes narrow: the eye band, above the cheeks, changes in every face
-    band = slice(int(0.38 * 64), int(0.46 * 64))
+    band = slice(int(0.40 * 64), int(0.50 * 64))
     assert (changed[:, band].sum(axis=(1, 2)) >= 2).all() and changed[:, band].sum(axis=(1, 2)).mean() >= 10
 
 
@@ -222,10 +222,10 @@ def test_continuous_attributes_move_colours_the_right_way(faces):
     attrs = faces.attributes[:20].copy()
     attrs[:, F.ATTRIBUTE_NAMES.index("beard")] = 0
     dark, blond = _toggle(attrs, "hair_colour")
-    crown = (slice(None), slice(None), slice(13, 20), slice(28, 36))  # hair above the forehead
+    crown = (slice(None), slice(None), slice(10, 17), slice(28, 36))  # hair above the forehead
     assert (blond[crown].astype(float).mean((1, 2, 3)) > dark[crown].astype(float).mean((1, 2, 3)) + 80).all()
     dark, light = _toggle(attrs, "skin_tone")
-    nose = (slice(None), slice(None), slice(35, 37), slice(30, 34))  # skin between glasses and mouth
+    nose = (slice(None), slice(None), slice(36, 38), slice(30, 34))  # skin between glasses and mouth
     assert (light[nose].astype(float).mean((1, 2, 3)) > dark[nose].astype(float).mean((1, 2, 3)) + 60).all()
 
 
