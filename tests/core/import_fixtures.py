@@ -620,6 +620,7 @@ class Fixture:
     reference: Callable[[torch.Tensor], torch.Tensor] | None = None  # flat z -> images in [0, 1]
     latent_shape: tuple[int, ...] = ()
     image_shape: tuple[int, int, int] = (1, 8, 8)
+    original: Any = None  # the authors' module the weights came from
 
     def cli(self, out: Path) -> list[str]:
         head = ["import", str(self.weights)] + (["--class", self.class_ref] if self.class_ref else [])
@@ -715,7 +716,7 @@ def make_dcgan_script(folder: Path) -> Fixture:
     return Fixture("pytorch/examples dcgan/main.py (a script, nz/ngf module constants)", folder, weights,
                    f"{src}:Generator",
                    reference=lambda z: (net(z.view(len(z), 12, 1, 1)) + 1) / 2, latent_shape=(12, 1, 1),
-                   image_shape=(1, 16, 16))
+                   image_shape=(1, 16, 16), original=net)
 
 
 def make_antixk_package(folder: Path) -> Fixture:
