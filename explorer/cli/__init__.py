@@ -28,6 +28,9 @@ COMMAND_MODULES: dict[str, str] = {
     "compare": "compare",
     "import": "import_",
     "swap": "swap",
+    "complete": "complete",
+    "compress": "compress",
+    "pretrain-eval": "pretrain_eval",
 }
 COMMANDS = tuple(COMMAND_MODULES)
 

@@ -25,7 +25,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train a model headless and save a checkpoint")
     tr.add_argument("--model", choices=sorted(MODEL_CHOICES), default="vae",
                     help="family: ae, dae (denoising AE), sae (sparse AE), vae, gan, pca")
-    tr.add_argument("--arch", choices=["mlp", "conv", "linear"], default="mlp")
+    tr.add_argument("--arch", choices=["mlp", "conv", "linear", "patch"], default="mlp",
+                    help="mlp, conv, linear; patch: the patch autoencoder (an MLP on p x p patches, tiled)")
     tr.add_argument("--latent-dim", type=positive_int, default=20)
     tr.add_argument("--hidden", type=_hidden_sizes, default=None, help="MLP hidden sizes, e.g. 400 or 512,256")
     tr.add_argument("--base-channels", type=positive_int, default=None, help="conv/GAN width")
@@ -35,6 +36,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     tr.add_argument("--sparsity", type=float, default=None, help="sparse AE L1 weight on the code")
     tr.add_argument("--d-steps", type=positive_int, default=None, help="GAN discriminator steps per G step")
     tr.add_argument("--g-loss", choices=["nonsaturating", "minimax"], default=None)
+    tr.add_argument("--patch-size", type=positive_int, default=None, help="patch AE: patch side (default 8)")
+    tr.add_argument("--code-size", type=positive_int, default=None, help="patch AE: codes per patch (default 16)")
+    tr.add_argument("--activation", choices=["tanh", "sigmoid", "relu", "linear"], default=None,
+                    help="patch AE: code activation (default tanh)")
     tr.add_argument("--dataset", default="mnist", help="mnist, fashion-mnist, digits, faces, folder:PATH, celeba:PATH")
     tr.add_argument("--image-size", type=positive_int, default=None, help="resize images to this size")
     tr.add_argument("--channels", type=int, choices=[1, 3], default=None)
@@ -89,6 +94,10 @@ def _model_from_args(args: argparse.Namespace, image_shape: tuple[int, int, int]
     from explorer.core.models import build_model, get_family
 
     family, preset = MODEL_CHOICES[args.model]
+    if args.arch == "patch":  # the patch autoencoder is a family of its own; its latent_dim is derived
+        if args.model not in ("ae", "vae"):  # vae: the --model default
+            raise CLIError(f"--arch patch is an autoencoder of its own; use it with --model ae, not {args.model}")
+        family, preset = "patch", {}
     cls = get_family(family)
     fields = set(cls.config_cls.__dataclass_fields__)
     wanted: dict[str, Any] = {"latent_dim": args.latent_dim, "image_shape": image_shape, **preset}
@@ -102,6 +111,9 @@ def _model_from_args(args: argparse.Namespace, image_shape: tuple[int, int, int]
         "sparsity_l1": args.sparsity,
         "d_steps": args.d_steps,
         "g_loss": args.g_loss,
+        "patch_size": getattr(args, "patch_size", None),
+        "code_size": getattr(args, "code_size", None),
+        "activation": getattr(args, "activation", None),
     }
     for key, val in optional.items():
         if val is None:
@@ -109,7 +121,7 @@ def _model_from_args(args: argparse.Namespace, image_shape: tuple[int, int, int]
         if key not in fields:
             if key == "arch" and val == "mlp":
                 continue  # the default; families without an arch choice ignore it
-            raise CLIError(f"--{key.replace('_', '-')} does not apply to {args.model} models")
+            raise CLIError(f"--{key.replace('_', '-')} does not apply to {'patch' if family == 'patch' else args.model} models")
         wanted[key] = val
     try:
         return build_model(family, cls.config_cls.from_dict(wanted))

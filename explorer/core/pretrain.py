@@ -357,11 +357,13 @@ def plot_curves(curves: list[PretrainCurve], size: tuple[int, int] = (640, 420))
         for x0 in range(left, right, 8):
             d.line([x0, y, min(x0 + 3, right), y], fill=(150, 150, 150))
         d.text((right - 40, y - 13), "chance", fill=(120, 120, 120), font=font)
-    colours = [tuple(int(v) for v in c) for c in label_colours(max(len(curves), 1))]
+    # One model: a colour per mode; several: a colour per model and a dash per mode.
+    per_mode = len(curves) == 1
+    colours = [tuple(int(v) for v in c) for c in label_colours(max(len(curves), len(MODES)))]
     legend_y = top
     for ci, c in enumerate(curves):
-        col = colours[ci]
         for mode in c.modes:
+            col = colours[MODES.index(mode)] if per_mode else colours[ci]
             pts = [px(k, float(a)) for k, a in zip(c.labels_per_class, c.mean(mode))]
             dash = _DASH.get(mode)
             for p0, p1 in zip(pts[:-1], pts[1:]):
