@@ -1,9 +1,13 @@
-"""The explorer window: model list, latent map, live decoding, sliders, samples."""
+"""The explorer window: docks, menus and wiring only.
+
+The window holds no exploration state. :class:`~explorer.gui.controllers.explorer.ExplorerController` owns the
+Qt-free :class:`~explorer.core.explore.ExplorerState` and the controllers that do the work; the views render
+what the state's events say and send the user's intents to the controllers. See ``controllers/cursor.py`` for
+the drag path from a mouse position to pixels on screen.
+"""
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,30 +19,30 @@ from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QFormLayout,
                                QScrollArea, QSlider, QSpinBox, QTabWidget, QVBoxLayout, QWidget)
 
 from explorer.core.checkpoint import CheckpointError
-from explorer.core.latent.isolated import ProjectionProcess
-from explorer.core.latent.projection import ProjectionCache, cache_key
+from explorer.core.explore import OpenModel, ProjectionChoice, to_session
 
-from .model_entry import ModelEntry
+from .controllers import dropped as dropped_module
+from .controllers.data import file_identity, strip_exception
+from .controllers.explorer import ExplorerController
+from .controllers.projection import ProjectionController
 from .theme import THEMES, apply_theme, muted_css
 from .views.arithmetic import ArithmeticPanel
 from .views.compare_view import CompareView
-from .views.image_panel import ImagePanel, grid, to_uint8_hwc
+from .views.image_panel import ImagePanel
 from .views.map_view import LatentMapView
 from .views.sliders import LatentSliders
-from .workers import LatestWinsWorker, TaskRunner
 
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 DEMO_MODELS = [RESOURCES / "demo" / "mnist-vae.safetensors", RESOURCES / "demo" / "mnist-ae.safetensors"]
 FACES_DEMO = RESOURCES / "demo" / "faces-vae.safetensors"
 MAX_RECENT = 10
 SLIDER_REFRESH_MS = 30
-SLOW_PROJECTIONS = ("tsne", "umap")
-WARM_UP_DELAY_MS = 5000
-DECODE_CHUNK = 64
-MAX_HISTORY = 100  # epochs of weights kept for the latent-history slider
-MAX_DROPPED_IMAGES = 2000
-INVERT_OPTIONS: dict[str, Any] = {"steps": 300, "restarts": 4}  # GAN inversion of dropped images
 PROJECTIONS = [("PCA", "pca"), ("t-SNE", "tsne"), ("UMAP", "umap"), ("Two latent dimensions", "dims")]
+INVERT_OPTIONS = dropped_module.INVERT_OPTIONS
+DEFAULT_SIZE = (1400, 880)
+# Kept for callers of the first version.
+ModelEntry = OpenModel
+_strip_exception = strip_exception
 
 
 def scrolled(widget: QWidget) -> QScrollArea:
@@ -51,56 +55,110 @@ def scrolled(widget: QWidget) -> QScrollArea:
     return area
 
 
+def fit_to_screen(widget: QWidget, wanted: tuple[int, int] = DEFAULT_SIZE) -> tuple[int, int]:
+    """Resize ``widget`` to ``wanted`` or, on a smaller screen, to what its screen has available."""
+    screen = widget.screen() or (widget.window().windowHandle().screen() if widget.window().windowHandle() else None)
+    w, h = wanted
+    if screen is not None:
+        avail = screen.availableGeometry()
+        # Leave room for the window frame and title bar, which availableGeometry does not include.
+        w, h = min(w, max(640, avail.width() - 16)), min(h, max(480, avail.height() - 40))
+        widget.resize(w, h)
+        widget.move(avail.x() + max(0, (avail.width() - w) // 2), avail.y() + max(0, (avail.height() - h) // 3))
+    else:
+        widget.resize(w, h)
+    return w, h
+
+
 class MainWindow(QMainWindow):
-    modelReady = Signal(object)  # ModelEntry whose map is drawn
+    modelReady = Signal(object)  # OpenModel whose map is drawn
     decoded = Signal(object)  # (H, W, C) uint8 shown in the cursor panel
-    # Options per projection method (tests shorten t-SNE with these).
-    projection_options: dict[str, dict[str, Any]] = {}
 
     def __init__(self, *, synchronous: bool = False, settings: QSettings | None = None) -> None:
         super().__init__()
         self.setWindowTitle("Latent Explorer")
-        self.resize(1400, 880)
         self.setAcceptDrops(True)
         self.settings = settings or QSettings()
-        self.entries: list[ModelEntry] = []
-        self.current: ModelEntry | None = None
-        self.models: list[dict[str, Any]] = []  # metadata of every opened model, in order
-        self._datasets: dict[tuple, Any] = {}
-        self._projection_task = None
-        self._focus: dict[str, Any] | None = None  # while a group of files loads: which one to show
-        self._pending_states: dict[str, Any] = {}  # path -> session ModelState to apply once its data is in
-        self._selected = -1
-        self._sample_seed = 0
-        self.tasks = TaskRunner(synchronous=synchronous)
-        self.projector = ProjectionProcess()
-        self._warm_cancel = threading.Event()
-        self._warm_scheduled = synchronous  # tests and scripts skip the warm-up
-        self.projection_cache = ProjectionCache()
-        self.decoder = LatestWinsWorker(self._decode_request, synchronous=synchronous)
-        self.decoder.result.connect(self._show_decoded)
-        self.decoder.failed.connect(lambda gen, msg: self.statusBar().showMessage(f"decode failed: {msg}", 5000))
-        self.decode_times: list[float] = []
+        warm = not synchronous and str(self.settings.value("warm_umap", "true")).lower() != "false"
+        self.explorer = ExplorerController(synchronous=synchronous, warm_up=warm)
+        self.state = self.explorer.state
+        self.tasks = self.explorer.tasks
+        self.explorer.data.confirm_trust = self.confirm_trust
+        self.explorer.data.on_loaded.append(self._remember_recent)
         # While the cursor is dragged the sliders follow at display rate, not at mouse rate: redrawing
         # a column of sliders on every mouse move would cost as much as the decode.
         self._slider_timer = QTimer(self)
         self._slider_timer.setSingleShot(True)
         self._slider_timer.setInterval(SLIDER_REFRESH_MS)
         self._slider_timer.timeout.connect(self._sync_sliders)
-
         self._build_ui()
         self._build_menus()
+        self._wire()
         self._set_busy(None)
+        fit_to_screen(self)
         self.restore_layout()
+
+    # ================================================================ what tests and tools reach
+    @property
+    def current(self) -> OpenModel | None:
+        return self.state.current
+
+    @property
+    def entries(self) -> list[OpenModel]:
+        return self.state.models
+
+    @property
+    def models(self) -> list[dict[str, Any]]:
+        return [e.meta for e in self.state.models]
+
+    @property
+    def projector(self):
+        return self.explorer.projections.projector
+
+    @property
+    def projection_task(self):
+        return self.explorer.projections.task
+
+    @property
+    def decode_times(self) -> list[float]:
+        return self.explorer.cursor.decode_times
+
+    @property
+    def projection_options(self) -> dict[str, dict[str, Any]]:
+        return ProjectionController.options
+
+    def projection_key(self) -> str:
+        """The projection shown for the current model (or the one asked for, before any is shown)."""
+        entry = self.state.current
+        return entry.active if entry is not None and entry.active else self.state.requested.key
+
+    def open_model(self, path: str) -> bool:
+        return self.explorer.open_model(path)
+
+    def select_datum(self, idx: int) -> None:
+        self.explorer.select_datum(idx)
+
+    def selected_index(self) -> int:
+        return self.explorer.selected_index()
+
+    def set_cursor_latent(self, z: np.ndarray, user: bool = True) -> None:
+        self.explorer.set_cursor_latent(z, user)
+
+    def reroll_samples(self, reset: bool = False, seed: int | None = None) -> None:
+        self.explorer.samples.reroll(reset=reset, seed=seed)
+
+    def add_images(self, paths: list[str]) -> None:
+        self.explorer.dropped.add_images([str(p) for p in paths])
+
+    def refresh_projection(self) -> None:
+        self.explorer.projections.ensure(self.state.current)
+
+    def cancel_projection(self) -> None:
+        self.explorer.cancel()
 
     # ================================================================ UI
     def _build_ui(self) -> None:
         self.map = LatentMapView()
-        self.map.nearest_fn = self._nearest
-        self.map.cursorMoved.connect(self._cursor_moved)
-        self.map.cursorMoveFinished.connect(self._cursor_move_finished)
-        self.map.pointHovered.connect(self._hovered)
-        self.map.pointClicked.connect(self.select_datum)
         self.placeholder = QLabel(
             "<h2>Latent Explorer</h2><p>Open a model with <b>File › Open…</b> (Ctrl+O), drop .safetensors "
             "files here, or choose <b>File › Open demo models</b>.</p>"
@@ -117,7 +175,6 @@ class MainWindow(QMainWindow):
         hr.addWidget(QLabel("Latent history"))
         self.history_slider = QSlider(Qt.Orientation.Horizontal)
         self.history_slider.setToolTip("Replay the map at the end of each epoch of the training run")
-        self.history_slider.valueChanged.connect(self._history_moved)
         hr.addWidget(self.history_slider, 1)
         self.history_label = QLabel("")
         hr.addWidget(self.history_label)
@@ -131,12 +188,11 @@ class MainWindow(QMainWindow):
         self.reroll_button = QPushButton("Re-roll samples")
         self.reroll_button.setShortcut("Ctrl+R")
         self.reroll_button.setToolTip("Draw a new grid of latent vectors from N(0, I) (Ctrl+R)")
-        self.reroll_button.clicked.connect(self.reroll_samples)
+        self.reroll_button.clicked.connect(lambda: self.reroll_samples())
         sl.addWidget(self.reroll_button)
         self.tabs.addTab(samples_page, "Prior samples")
-        self.compare = CompareView(self)
+        self.compare = CompareView(self.explorer)
         self.tabs.addTab(scrolled(self.compare), "Compare")
-        self.tabs.currentChanged.connect(self._tab_changed)
         self.setCentralWidget(self.tabs)
 
         # Left: models and projection controls.
@@ -145,24 +201,18 @@ class MainWindow(QMainWindow):
         ll.addWidget(QLabel("<b>Models</b>"))
         self.model_list = QListWidget()
         self.model_list.setWordWrap(True)
-        self.model_list.currentRowChanged.connect(self._model_row_changed)
-        # The compare tab's decoder swap offers the open models: keep its choices in step with the list.
-        self.model_list.model().rowsInserted.connect(lambda *_: self.compare.swap.models_changed())
-        self.model_list.model().rowsRemoved.connect(lambda *_: self.compare.swap.models_changed())
         ll.addWidget(self.model_list, 1)
         form = QFormLayout()
         self.projection_box = QComboBox()
         for text, key in PROJECTIONS:
             self.projection_box.addItem(text, key)
-        self.projection_box.setToolTip("How the latent space is flattened into the 2-D map")
-        self.projection_box.currentIndexChanged.connect(lambda _: self.refresh_projection())
+        self.projection_box.setToolTip("How the latent space is flattened into the 2-D map (Ctrl+1 … Ctrl+4)")
         form.addRow("Projection", self.projection_box)
         dims_row = QHBoxLayout()
         self.dim_x = QSpinBox()
         self.dim_y = QSpinBox()
         for spin, prefix in ((self.dim_x, "x = z"), (self.dim_y, "y = z")):
             spin.setPrefix(prefix)
-            spin.valueChanged.connect(lambda _: self._dims_changed())
             dims_row.addWidget(spin)
         self.dim_y.setValue(1)
         self.dims_widget = QWidget()
@@ -170,7 +220,6 @@ class MainWindow(QMainWindow):
         form.addRow("Dimensions", self.dims_widget)
         self.colour_box = QComboBox()
         self.colour_box.setToolTip("Colour the points by their label or by an attribute")
-        self.colour_box.currentIndexChanged.connect(lambda _: self._recolour())
         form.addRow("Colour by", self.colour_box)
         ll.addLayout(form)
         self.map_info = QLabel("")
@@ -179,14 +228,14 @@ class MainWindow(QMainWindow):
         ll.addWidget(self.map_info)
         dock = QDockWidget("Models", self)
         dock.setObjectName("models-dock")
-        dock.setWidget(left)
+        dock.setWidget(scrolled(left))
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
 
         # Right: the decoded image at the cursor, hovered/selected data, sliders.
         right = QWidget()
         rl = QVBoxLayout(right)
-        self.cursor_panel = ImagePanel("Decoded at the cursor", min_size=224)
+        self.cursor_panel = ImagePanel("Decoded at the cursor", min_size=200)
         rl.addWidget(self.cursor_panel, 3)
         pair = QHBoxLayout()
         self.original_panel = ImagePanel("Datum", min_size=96)
@@ -195,17 +244,16 @@ class MainWindow(QMainWindow):
         pair.addWidget(self.recon_panel)
         rl.addLayout(pair, 2)
         self.sliders = LatentSliders()
-        self.sliders.valuesChanged.connect(self._sliders_changed)
         rl.addWidget(self.sliders, 3)
         rdock = QDockWidget("Decoder", self)
         rdock.setObjectName("decoder-dock")
         rdock.setWidget(right)  # not scrolled: it spans the window's height, so its minimum adds to no other
         rdock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, rdock)
-        self.resizeDocks([dock, rdock], [300, 380], Qt.Orientation.Horizontal)
+        self.resizeDocks([dock, rdock], [280, 360], Qt.Orientation.Horizontal)
 
         # Bottom: vector arithmetic, analogies, expressions, interpolation and traversals.
-        self.arithmetic = ArithmeticPanel(self)
+        self.arithmetic = ArithmeticPanel(self.explorer)
         bdock = QDockWidget("Arithmetic and paths", self)
         bdock.setObjectName("arithmetic-dock")
         bdock.setWidget(scrolled(self.arithmetic))
@@ -215,16 +263,14 @@ class MainWindow(QMainWindow):
         self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, bdock)
-        # Tall enough for the panels without a scroll bar (they scroll only when the window is small).
-        self.resizeDocks([bdock], [320], Qt.Orientation.Vertical)
+        self.resizeDocks([bdock], [300], Qt.Orientation.Vertical)
         self.arithmetic_dock = bdock
 
         # Training: a dock tabbed with the arithmetic one; the model being trained appears in the list.
         from .training import TrainingPanel
 
         self.training = TrainingPanel()
-        self.training.modelSnapshot.connect(self._training_snapshot)
-        self.training.trainingStarted.connect(lambda _info: self.training_dock.raise_())
+        self.explorer.checkpoint_dir = lambda: str(self.training.checkpoint_dir)
         tdock = QDockWidget("Training", self)
         tdock.setObjectName("training-dock")
         tdock.setWidget(scrolled(self.training))
@@ -241,10 +287,319 @@ class MainWindow(QMainWindow):
         self.progress.setMaximumWidth(240)
         self.progress.setRange(0, 1000)
         self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.clicked.connect(self.cancel_projection)
         self.statusBar().addPermanentWidget(self.progress)
         self.statusBar().addPermanentWidget(self.cancel_button)
+
+    # ================================================================ wiring: intents -> controllers
+    def _wire(self) -> None:
+        ex, state, m = self.explorer, self.state, self.map
+        m.nearest_fn = self._nearest
+        m.cursorMoved.connect(self._cursor_dragged)
+        m.cursorMoveFinished.connect(self._cursor_drag_finished)
+        m.pointHovered.connect(lambda idx: state.current is not None and state.hover(state.current, idx))
+        m.pointClicked.connect(ex.select_datum)
+        m.lassoFinished.connect(ex.overlays.lassoFinished.emit)
+        ex.overlays.arrowsChanged.connect(m.set_arrows)
+        ex.overlays.pathChanged.connect(m.set_path)
+        ex.overlays.lassoRequested.connect(m.start_lasso)
+        self.sliders.valuesChanged.connect(lambda z: ex.cursor.set_latent(z, "sliders"))
+        self.model_list.currentRowChanged.connect(self._model_row_changed)
+        self.projection_box.currentIndexChanged.connect(lambda _: self._projection_chosen())
+        for spin in (self.dim_x, self.dim_y):
+            spin.valueChanged.connect(lambda _: self._projection_chosen())
+        self.colour_box.currentIndexChanged.connect(
+            lambda _: state.set_colour_by(self.colour_box.currentText() or "label"))
+        self.history_slider.valueChanged.connect(self._history_moved)
+        self.training.modelSnapshot.connect(ex.training.snapshot)
+        self.training.trainingStarted.connect(lambda _info: self.training_dock.raise_())
+        self.cancel_button.clicked.connect(ex.cancel)
+        self.tabs.currentChanged.connect(self._tab_changed)
+        # Results -> views.
+        ex.cursor.decoded.connect(self._show_decoded)
+        ex.cursor.cleared.connect(lambda: self.cursor_panel.clear())
+        ex.cursor.failed.connect(lambda msg: self.statusBar().showMessage(f"decode failed: {msg}", 5000))
+        ex.datum.shown.connect(self._show_datum)
+        ex.datum.cleared.connect(self._clear_datum)
+        ex.samples.ready.connect(lambda entry, image, caption: self.samples_panel.show_array(image, caption))
+        ex.busy.connect(self._set_busy)
+        ex.progress.connect(self._progress)
+        ex.error.connect(self.show_error)
+        # State -> views.
+        state.modelsChanged.connect(self._models_changed)
+        state.currentChanged.connect(self._current_changed)
+        state.dataChanged.connect(self._data_changed)
+        state.mapChanged.connect(self._map_changed)
+        state.requestedChanged.connect(self._requested_changed)
+        state.cursorChanged.connect(self._cursor_changed)
+        state.selectionChanged.connect(self._selection_changed)
+        state.groupsChanged.connect(self._draw_groups)
+        state.droppedChanged.connect(self._draw_dropped)
+        state.colourChanged.connect(lambda _name: self._recolour())
+        state.historyChanged.connect(lambda entry: entry is state.current and self._update_history_slider())
+        state.message.connect(self._message)
         self._update_dims_visibility()
+
+    def _message(self, text: str, timeout_ms: int) -> None:
+        if text:
+            self.statusBar().showMessage(text, timeout_ms)
+        else:
+            self.statusBar().clearMessage()
+
+    def _cursor_dragged(self, x: float, y: float) -> None:
+        self.explorer.cursor.drag_to(x, y)
+
+    def _cursor_drag_finished(self, x: float, y: float) -> None:
+        self.explorer.cursor.drag_to(x, y)
+        self._slider_timer.stop()
+        self._sync_sliders()
+
+    def _model_row_changed(self, row: int) -> None:
+        if 0 <= row < len(self.state.models):
+            self.state.set_current(self.state.models[row])
+
+    def _projection_chosen(self) -> None:
+        self._update_dims_visibility()
+        choice = ProjectionChoice(self.projection_box.currentData(), self.dim_x.value(), self.dim_y.value())
+        if choice.method != "dims":
+            choice = ProjectionChoice(choice.method)
+        self.explorer.projections.request(choice)
+
+    def _update_dims_visibility(self) -> None:
+        self.dims_widget.setEnabled(self.projection_box.currentData() == "dims")
+
+    def _history_moved(self, index: int) -> None:
+        entry = self.state.current
+        if entry is not None:
+            self.explorer.training.show_epoch(entry, index)
+
+    def _tab_changed(self, index: int) -> None:
+        # First visit to Compare with two comparable models open (the demo's AE and VAE): show them at once
+        # rather than an empty page and a button to find.
+        if self.tabs.tabText(index) == "Compare" and not self.compare.entries and len(self.compare.candidates()) >= 2:
+            self.compare.refresh()
+
+    def _nearest(self, points: np.ndarray) -> tuple[float, int]:
+        entry = self.state.current
+        proj = entry.projection if entry is not None else None
+        if proj is None:
+            return float("inf"), -1
+        dist, idx = proj.nearest(points, k=1)
+        return float(np.ravel(dist)[0]), int(np.ravel(idx)[0])
+
+    # ================================================================ state -> views
+    def _models_changed(self) -> None:
+        self.model_list.blockSignals(True)
+        self.model_list.clear()
+        for entry in self.state.models:
+            name = entry.name
+            if entry.run_id:
+                name += f" ({entry.meta.get('training_state', 'training')}, epoch {entry.meta.get('training_epoch', '?')})"
+            item = QListWidgetItem(f"{name}\n{entry.summary()}")
+            item.setToolTip(entry.path)
+            self.model_list.addItem(item)
+        current = self.state.current
+        self.model_list.setCurrentRow(self.state.models.index(current) if current in self.state.models else -1)
+        self.model_list.blockSignals(False)
+        self.compare.swap.models_changed()
+        if not self.state.models:
+            self._current_changed(None)
+
+    def _current_changed(self, entry: OpenModel | None) -> None:
+        self.model_list.blockSignals(True)
+        self.model_list.setCurrentRow(self.state.models.index(entry) if entry in self.state.models else -1)
+        self.model_list.blockSignals(False)
+        self.arithmetic.entry_changed(entry)
+        self._update_history_slider()
+        if entry is None:
+            self.map.clear_points()
+            self.cursor_panel.clear()
+            self.samples_panel.clear()
+            self._clear_datum()
+            self.sliders.set_dim(0)
+            self.map_info.setText("")
+            return
+        self.sliders.set_dim(entry.latent_dim)
+        self._set_slider_range(entry)
+        for spin in (self.dim_x, self.dim_y):
+            spin.blockSignals(True)
+            spin.setRange(0, max(0, entry.latent_dim - 1))
+            spin.blockSignals(False)
+        self._fill_colour_box(entry)
+        if entry.cursor_latent is not None:
+            self.sliders.set_values(entry.cursor_latent)
+        self._map_changed(entry)
+
+    def _data_changed(self, entry: OpenModel) -> None:
+        if entry is not self.state.current:
+            return
+        self._fill_colour_box(entry)
+        self._set_slider_range(entry)
+        if not entry.has_map:
+            self._describe_no_map(entry)
+
+    def _set_slider_range(self, entry: OpenModel) -> None:
+        """Slider range from the data's codes (an AE's may reach -4.65), at least the prior's +-3."""
+        if entry.latents is not None and len(entry.latents) and hasattr(self.sliders, "set_range"):
+            lim = float(np.nanpercentile(np.abs(entry.latents), 99.9)) if np.isfinite(entry.latents).any() else 3.0
+            self.sliders.set_range(max(3.0, lim * 1.1))
+
+    def _describe_no_map(self, entry: OpenModel) -> None:
+        if entry.model.capabilities.has_encoder and (entry.encoding or (not entry.status and entry.latents is None)):
+            self.map_info.setText("Encoding the dataset…")  # the map follows when that finishes
+        elif entry.model.capabilities.has_encoder and entry.status:
+            self.map_info.setText(f"No latent map: {entry.status}.")
+        elif not entry.model.capabilities.has_encoder:
+            self.map_info.setText(f"No latent map: {entry.model.family.upper()} models have no encoder: explore "
+                                  "with the sliders and samples.")
+
+    def _map_changed(self, entry: OpenModel) -> None:
+        if entry is not self.state.current:
+            return
+        self._requested_changed(self.state.requested)
+        if not entry.has_map:
+            self.map.clear_points()
+            self._describe_no_map(entry)
+            return
+        labels, names = self._colouring(entry)
+        self.map.set_points(entry.positions, labels, names)
+        proj = entry.projection
+        bounds = self.map.data_bounds()
+        if bounds is not None and not proj.exact_inverse:
+            x0, y0, x1, y1 = bounds
+            px, py = (x1 - x0) * 0.1 + 1e-6, (y1 - y0) * 0.1 + 1e-6
+            padded = (x0 - px, y0 - py, x1 + px, y1 + py)
+            self.map.set_trust_image(proj.trust_grid(padded, 96), padded)
+        else:
+            self.map.set_trust_image(None, None)
+        self.map_info.setText(self._map_description(entry))
+        self.map.show_selected(entry.selected)
+        self._draw_groups(entry)
+        self._draw_dropped(entry)
+        if entry.cursor_latent is not None:
+            pos = entry.locate(entry.cursor_latent)
+            if pos is not None:
+                self.map.set_cursor(*pos)
+        self.arithmetic.map_changed()
+        self.modelReady.emit(entry)
+
+    def _map_description(self, entry: OpenModel) -> str:
+        n = len(entry.positions)
+        if entry.projection.exact_inverse:
+            how = "The cursor decodes exactly the latent vector under it."
+        else:
+            how = ("The cursor's latent vector comes from a learned inverse map; it is trustworthy near the data "
+                   "and less so in the grey areas.")
+        return f"{n:,} points from {entry.meta.get('dataset')}. {how}"
+
+    def _requested_changed(self, choice: ProjectionChoice) -> None:
+        """The projection box shows what is shown, or what is on its way: never a cancelled request."""
+        index = self.projection_box.findData(choice.method)
+        for widget in (self.projection_box, self.dim_x, self.dim_y):
+            widget.blockSignals(True)
+        if index >= 0:
+            self.projection_box.setCurrentIndex(index)
+        if choice.method == "dims":
+            self.dim_x.setValue(choice.dim_x)
+            self.dim_y.setValue(choice.dim_y)
+        for widget in (self.projection_box, self.dim_x, self.dim_y):
+            widget.blockSignals(False)
+        self._update_dims_visibility()
+
+    def _cursor_changed(self, entry: OpenModel, z: np.ndarray, source: str) -> None:
+        if entry is not self.state.current:
+            return
+        if source != "tool" and source != "restore":
+            self.arithmetic.cursor_edited()
+        if source == "map":
+            if not self._slider_timer.isActive():
+                self._slider_timer.start()
+            return
+        if source != "sliders":
+            self.sliders.set_values(z)
+        pos = entry.locate(z)
+        if pos is not None:
+            self.map.set_cursor(*pos)
+
+    def _sync_sliders(self) -> None:
+        entry = self.state.current
+        if entry is not None and entry.cursor_latent is not None:
+            self.sliders.set_values(entry.cursor_latent)
+
+    def _show_decoded(self, result) -> None:
+        self.cursor_panel.show_array(result.image, result.caption)
+        self.decoded.emit(result.image)
+
+    def _selection_changed(self, entry: OpenModel, idx: int) -> None:
+        if entry is self.state.current:
+            self.map.show_selected(idx if entry.has_map else -1)
+
+    def _show_datum(self, view) -> None:
+        self.original_panel.show_array(view.original, view.caption)
+        if view.reconstruction is not None:
+            self.recon_panel.show_array(view.reconstruction, view.recon_caption)
+        else:
+            self.recon_panel.clear()
+
+    def _clear_datum(self) -> None:
+        self.original_panel.clear()
+        self.recon_panel.clear()
+
+    def _draw_groups(self, entry: OpenModel) -> None:
+        if entry is not self.state.current:
+            return
+        for name in ("A", "B"):
+            idx = entry.groups.get(name)
+            self.map.set_group(name, idx if entry.has_map else None)
+
+    def _draw_dropped(self, entry: OpenModel) -> None:
+        if entry is self.state.current:
+            self.map.set_extra_points(entry.dropped_positions())
+
+    # ================================================================ colouring
+    def _fill_colour_box(self, entry: OpenModel) -> None:
+        self.colour_box.blockSignals(True)
+        self.colour_box.clear()
+        self.colour_box.addItem("label", None)
+        if entry.data is not None:
+            for i, name in enumerate(entry.data.attribute_names):
+                self.colour_box.addItem(name, i)
+        index = self.colour_box.findText(self.state.colour_by)
+        self.colour_box.setCurrentIndex(max(index, 0))
+        self.colour_box.blockSignals(False)
+
+    def _colouring(self, entry: OpenModel) -> tuple[np.ndarray, list[str]]:
+        data = entry.data
+        if data is None:
+            return np.zeros(0, np.int64), []
+        names = list(data.attribute_names)
+        attr = names.index(self.state.colour_by) if self.state.colour_by in names else None
+        if attr is None or data.attributes is None:
+            return data.labels, list(data.label_names)
+        values = data.attributes[:, attr]
+        if set(np.unique(values)) <= {0.0, 1.0}:
+            return values.astype(np.int64), [f"not {names[attr]}", names[attr]]
+        bins = np.clip((values * 5).astype(np.int64), 0, 4)
+        return bins, [f"{names[attr]} {i / 5:.1f}–{(i + 1) / 5:.1f}" for i in range(5)]
+
+    def _recolour(self) -> None:
+        entry = self.state.current
+        if entry is None or not entry.has_map:
+            return
+        labels, names = self._colouring(entry)
+        self.map.set_labels(labels, names)
+
+    # ================================================================ training history
+    def _update_history_slider(self) -> None:
+        entry = self.state.current
+        history = entry.history if entry is not None else []
+        self.history_row.setVisible(len(history) > 1)
+        if not history:
+            return
+        self.history_slider.blockSignals(True)
+        self.history_slider.setRange(0, len(history) - 1)
+        self.history_slider.setValue(len(history) - 1 if entry.history_index < 0 else entry.history_index)
+        self.history_slider.blockSignals(False)
+        self.history_label.setText(f"epoch {history[self.history_slider.value()].epoch}")
 
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
@@ -266,6 +621,11 @@ class MainWindow(QMainWindow):
         open_session.triggered.connect(self._ask_open_session)
         file_menu.addAction(open_session)
         file_menu.addAction(save_session)
+        add_images = QAction("&Add images…", self)
+        add_images.setShortcut("Ctrl+Shift+I")
+        add_images.setToolTip("Encode image files and place them on the current model's map")
+        add_images.triggered.connect(self._ask_add_images)
+        file_menu.addAction(add_images)
         file_menu.addSeparator()
         demo = QAction("Open &demo models", self)
         demo.triggered.connect(self.open_demo)
@@ -285,8 +645,14 @@ class MainWindow(QMainWindow):
         view = self.menuBar().addMenu("&View")
         reset = QAction("&Reset map view", self)
         reset.setShortcut("Ctrl+0")
-        reset.triggered.connect(lambda: self.map.view.autoRange(padding=0.05))
+        reset.triggered.connect(lambda: self.map.reset_range())
         view.addAction(reset)
+        for number, (text, key) in enumerate(PROJECTIONS, start=1):
+            act = QAction(f"Projection: {text}", self)
+            act.setShortcut(f"Ctrl+{number}")
+            act.triggered.connect(lambda _=False, k=key: self.projection_box.setCurrentIndex(
+                self.projection_box.findData(k)))
+            view.addAction(act)
         theme_menu = view.addMenu("&Theme")
         current = str(self.settings.value("theme", "system"))
         group = QActionGroup(self)
@@ -353,28 +719,29 @@ class MainWindow(QMainWindow):
         for path in paths:
             self.open_model(path)
 
+    def _ask_add_images(self) -> None:
+        from explorer.core.data.folder import IMAGE_EXTENSIONS
+
+        start = self.settings.value("last_dir", str(Path.home()))
+        patterns = " ".join(f"*{ext}" for ext in sorted(IMAGE_EXTENSIONS))
+        paths, _ = QFileDialog.getOpenFileNames(self, "Add images to the map", start, f"Images ({patterns})")
+        if paths:
+            self.add_images(paths)
+
     def open_demo(self) -> None:
         missing = [p for p in DEMO_MODELS if not p.exists()]
         if missing:
             self.show_error("Demo models missing", f"The bundled demo model {missing[0]} is not installed.")
             return
         # Show the VAE, whichever file finishes loading first.
-        self._focus = {"path": str(DEMO_MODELS[0]), "pending": len(DEMO_MODELS)}
-        for path in DEMO_MODELS:
-            self.open_model(str(path))
+        self.explorer.data.open_many([str(p) for p in DEMO_MODELS], focus=str(DEMO_MODELS[0]))
 
     def show_import_dialog(self):
         from .views.import_dialog import ImportDialog
 
-        dialog = ImportDialog(self)
+        dialog = ImportDialog(self.explorer, self)
         dialog.show()
         return dialog
-
-    def _tab_changed(self, index: int) -> None:
-        # First visit to Compare with two comparable models open (the demo's AE and VAE): show them at once
-        # rather than an empty page and a button to find.
-        if self.tabs.tabText(index) == "Compare" and not self.compare.entries and len(self.compare.candidates()) >= 2:
-            self.compare.refresh()
 
     def open_faces_demo(self) -> None:
         """The conv VAE on procedural faces: its attribute vectors are computed as soon as the faces are
@@ -388,587 +755,53 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("Faces demo: pick a vector (e.g. smiling) under Arithmetic › Vectors and "
                                      "move the strength slider", 15000)
 
-    def open_model(self, path: str) -> bool:
-        """Load a checkpoint in the background; errors go to a dialog. Returns False on a synchronous failure."""
-        path = str(path)
-        if not Path(path).exists():
-            self.show_error("Cannot open model", f"{path}: file not found")
-            return False
-        self.statusBar().showMessage(f"Loading {Path(path).name}…")
-
-        def work(progress, cancel):
-            from explorer.core import checkpoint
-
-            model = checkpoint.load(path)
-            return model, file_identity(path)
-
-        result: dict[str, bool] = {"ok": True}
-
-        untrusted: dict[str, str] = {}
-
-        def work_checked(progress, cancel):
-            from explorer.core.adapter import UntrustedCodeError
-
-            try:
-                return work(progress, cancel)
-            except UntrustedCodeError as exc:
-                untrusted["path"] = exc.path
-                raise
-
-        def failed(msg: str) -> None:
-            result["ok"] = False
-            self._one_load_settled()
-            self.statusBar().clearMessage()
-            if "path" in untrusted and self.confirm_trust(untrusted["path"], path):
-                from explorer.core.adapter import trust_code
-
-                trust_code(untrusted["path"])
-                self.open_model(path)
-                return
-            self.show_error("Cannot open model", _strip_exception(msg))
-
-        self.tasks.start(work_checked, on_done=lambda result: self._model_loaded(path, *result), on_error=failed)
-        return result["ok"]
-
-    def _model_loaded(self, path: str, model, identity: str = "") -> None:
-        meta = dict(getattr(model, "metadata", {}) or {})
-        meta.setdefault("path", path)
-        entry = ModelEntry(path=path, model=model, meta=meta, identity=identity)
-        self.entries.append(entry)
-        self.models.append(meta)
-        self._remember_recent(path)
-        item = QListWidgetItem(f"{entry.name}\n{entry.summary()}")
-        item.setToolTip(path)
-        self.model_list.addItem(item)
-        if self._focus is None or path == self._focus["path"]:
-            self.model_list.setCurrentRow(len(self.entries) - 1)
-        self._one_load_settled()
-        self.statusBar().showMessage(f"Opened {entry.name}", 3000)
-        self._prepare_data(entry)
-
-    def confirm_trust(self, code_path: str, checkpoint: str) -> bool:
+    def confirm_trust(self, code_path: str, checkpoint: str, details: Any = None) -> bool:
         """An imported model runs the Python file (or archive) it names: ask before running it."""
+        question = None
+        try:
+            from explorer.core.adapter import trust_question  # the core words the question (hash, changes)
+
+            question = trust_question(code_path, checkpoint)
+        except Exception:  # noqa: BLE001 - an older adapter without it: the plain question below
+            question = None
+        if question is None:
+            question = (f"Opening {Path(checkpoint).name} (from {Path(checkpoint).parent}) runs the Python code "
+                        f"in:\n\n{code_path}\n\nOnly continue if you trust that file and whoever sent it.")
+        elif not isinstance(question, str):
+            question = getattr(question, "text", str(question))
         answer = QMessageBox.question(
-            self, "Run this model's code?",
-            f"{Path(checkpoint).name} was imported from your own model code:\n\n{code_path}\n\nOpening it runs "
-            "that code. Only continue if you trust it (for example, you wrote it).",
+            self, "Run this model's code?", question,
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Cancel)
         return answer == QMessageBox.StandardButton.Yes
 
-    def _one_load_settled(self) -> None:
-        if self._focus is not None:
-            self._focus["pending"] -= 1
-            if self._focus["pending"] <= 0:
-                self._focus = None
-
     def close_current(self) -> None:
-        if self.current is None:
-            return
-        row = self.entries.index(self.current)
-        self.entries.pop(row)
-        self.models.pop(row)
-        self.model_list.takeItem(row)
-        if not self.entries:
-            self.current = None
-            self.arithmetic.entry_changed(None)
-            self.map.clear_points()
-            self.cursor_panel.clear()
-            self.sliders.set_dim(0)
+        if self.state.current is not None:
+            self.state.remove_model(self.state.current)
 
     def show_error(self, title: str, text: str) -> None:
         self.statusBar().showMessage(text, 8000)
         QMessageBox.warning(self, title, text)
 
-    # ================================================================ data + latents
-    def _dataset_for(self, entry: ModelEntry):
-        from explorer.core.data import load_dataset
-
-        name = entry.meta.get("dataset")
-        if not name:
-            raise ValueError("this checkpoint does not say which dataset it was trained on")
-        c, h, w = entry.model.image_shape
-        # A face-style pair was trained on `count` generated faces: draw the same ones, so that its held-out
-        # split is held out here too (as `swap apply` does).
-        count = (entry.meta.get("swap_pair") or {}).get("count")
-        key = (name, c, h, w, count)
-        if key not in self._datasets:
-            self._datasets[key] = load_dataset(name, image_size=h if h == w else None, channels=c, count=count)
-        return self._datasets[key]
-
-    def _prepare_data(self, entry: ModelEntry) -> None:
-        """Load the model's dataset and encode it (background), then draw the default map."""
-        entry.status = ""
-        self._set_busy("Encoding the dataset", cancellable=False)
-
-        model = entry.model  # a training run may swap in newer weights meanwhile
-
-        def work(progress, cancel):
-            from explorer.core.latent.encoding import encode_dataset
-
-            data = self._dataset_for(entry)
-            if not model.capabilities.has_encoder:
-                return data, None
-            latents = encode_dataset(model, data.images,
-                                     progress=lambda done, total: progress(done / max(total, 1), "encoding"),
-                                     cancel=cancel)
-            return data, latents
-
-        def done(result) -> None:
-            if entry.model is not model:  # stale: the encoding of the newer weights follows
-                return
-            entry.data, entry.latents = result
-            entry.status = ""
-            self._set_busy(None)
-            self._fill_colour_box(entry)
-            restoring = self._pending_states.pop(_path_key(entry.path), None)
-            if restoring is not None:
-                self._restore_model_state(entry, restoring)
-            elif entry.latents is not None and entry.data.attributes is not None:
-                # Datasets with attributes (faces, CelebA) get their vectors at once: "smiling" is then
-                # one click away.
-                self.arithmetic.compute_vectors(entry)
-            if entry is self.current:
-                self.arithmetic.entry_changed(entry)
-                self.refresh_projection()
-
-        def failed(msg: str) -> None:
-            entry.status = _strip_exception(msg)
-            self._set_busy(None)
-            self.statusBar().showMessage(f"{entry.name}: no map ({entry.status})", 10000)
-            if entry is self.current:
-                self._show_entry(entry)
-
-        self.tasks.start(work, on_done=done, on_error=failed, on_progress=self._progress)
-
-    # ================================================================ projection
-    def projection_key(self) -> str:
-        method = self.projection_box.currentData()
-        if method == "dims":
-            return f"dims:{self.dim_x.value()}:{self.dim_y.value()}"
-        return method
-
-    def _dims_changed(self) -> None:
-        if self.projection_box.currentData() == "dims":
-            self.refresh_projection()
-
-    def _update_dims_visibility(self) -> None:
-        self.dims_widget.setEnabled(self.projection_box.currentData() == "dims")
-
-    def refresh_projection(self) -> None:
-        """Show the current projection of the current model, fitting it in the background if needed."""
-        self._update_dims_visibility()
-        entry = self.current
-        if entry is None:
-            return
-        if entry.latents is None:
-            self._show_entry(entry)
-            return
-        key = self.projection_key()
-        if key in entry.maps:
-            self._draw_map(entry, key)
-            return
-        method = self.projection_box.currentData()
-        options: dict[str, Any] = dict(self.projection_options.get(method, {}))
-        if method == "dims":
-            options = {"i": self.dim_x.value(), "j": self.dim_y.value()}
-        self.cancel_projection()
-        slow = method in SLOW_PROJECTIONS
-        self._set_busy(f"Computing {self.projection_box.currentText()}", cancellable=slow)
-        latents = entry.latents
-        projector, cache = self.projector, self.projection_cache
-        key_hash = cache_key(entry.identity, entry.dataset_key(), method, options) if slow and entry.identity else None
-
-        def work(progress, cancel):
-            from explorer.core.latent.projection import make_projection
-
-            if key_hash and cache is not None:
-                cached = cache.get(key_hash)
-                if cached is not None and cached.embedding.shape[0] == len(latents):
-                    return cached, cached.embedding
-            if slow:
-                # In a child process: these libraries hold the GIL for long stretches, which would
-                # freeze the window; and killing the child is the only prompt way to cancel them.
-                proj = projector.fit(method, latents, options, progress=lambda f, msg="": progress(f, msg),
-                                     cancel=cancel)
-                if key_hash and cache is not None:
-                    try:
-                        cache.put(key_hash, proj)
-                    except OSError:  # a full or read-only cache folder costs a recomputation, nothing else
-                        pass
-                return proj, proj.embedding
-            proj = make_projection(method, **options)
-            pos = proj.fit(latents, progress=lambda f, msg="": progress(f, msg), cancel=cancel)
-            return proj, pos
-
-        def done(result) -> None:
-            self._projection_task = None
-            proj, pos = result
-            entry.projections[key] = proj
-            entry.maps[key] = np.asarray(pos, np.float32)
-            self._set_busy(None)
-            if entry is self.current and key == self.projection_key():
-                self._draw_map(entry, key)
-
-        def failed(msg: str) -> None:
-            self._projection_task = None
-            self._set_busy(None)
-            self.show_error("Projection failed", _strip_exception(msg))
-
-        def cancelled() -> None:
-            self._projection_task = None
-            self._set_busy(None)
-            self.statusBar().showMessage("Projection cancelled; the previous map is still shown", 5000)
-
-        self._projection_task = self.tasks.start(work, on_done=done, on_error=failed, on_progress=self._progress,
-                                                 on_cancel=cancelled)
-
-    def cancel_projection(self) -> None:
-        if self._projection_task is not None:
-            self._projection_task.cancel()
-
-    def _draw_map(self, entry: ModelEntry, key: str) -> None:
-        pos = entry.maps[key]
-        labels, names = self._colouring(entry)
-        self.map.set_points(pos, labels, names)
-        proj = entry.projections[key]
-        x0, y0 = pos.min(0)
-        x1, y1 = pos.max(0)
-        pad_x, pad_y = (x1 - x0) * 0.1 + 1e-6, (y1 - y0) * 0.1 + 1e-6
-        bounds = (float(x0 - pad_x), float(y0 - pad_y), float(x1 + pad_x), float(y1 + pad_y))
-        if not proj.exact_inverse:
-            self.map.set_trust_image(proj.trust_grid(bounds, 96), bounds)
-        else:
-            self.map.set_trust_image(None, None)
-        self.map_info.setText(self._map_description(entry, key, proj))
-        restore = entry.restore
-        entry.restore = None
-        if restore is not None:
-            self.reroll_samples(seed=int(restore.get("sample_seed", 0)))
-            for group, idx in (restore.get("groups") or {}).items():
-                self.arithmetic.set_group(group, idx)
-            self.arithmetic._refresh_vector_list()
-            self.arithmetic._refresh_keyframes()
-            selected = int(restore.get("selected", -1))
-            if 0 <= selected < len(entry.data):
-                self._selected = selected
-                self.map.show_selected(selected)
-                self._show_datum(entry, selected)
-        if entry.cursor_latent is not None:
-            self.set_cursor_latent(entry.cursor_latent, user=restore is None)
-        else:
-            # Start on a real test image: the first thing shown is a datum and its reconstruction.
-            self.select_datum(entry.data.n_train if entry.data.n_test else 0)
-        self.modelReady.emit(entry)
-        self._schedule_umap_warm_up()
-
-    def _schedule_umap_warm_up(self) -> None:
-        """Compile UMAP's kernels in the projection process soon after the first map appears, so that
-        choosing UMAP later takes seconds rather than a minute. Off with the setting warm_umap=false."""
-        if self._warm_scheduled or str(self.settings.value("warm_umap", "true")).lower() == "false":
-            return
-        self._warm_scheduled = True
-
-        def warm() -> None:
-            try:
-                self.projector.warm_up(cancel=self._warm_cancel)
-            except Exception:  # noqa: BLE001 - a failed warm-up only means the first UMAP is slower
-                pass
-
-        QTimer.singleShot(WARM_UP_DELAY_MS, lambda: threading.Thread(target=warm, name="umap-warm-up",
-                                                                     daemon=True).start())
-
-    def _map_description(self, entry: ModelEntry, key: str, proj) -> str:
-        n = len(entry.maps[key])
-        if proj.exact_inverse:
-            how = "The cursor decodes exactly the latent vector under it."
-        else:
-            how = ("The cursor's latent vector comes from a learned inverse map; it is trustworthy near the data "
-                   "and less so in the grey areas.")
-        return f"{n:,} points from {entry.meta.get('dataset')}. {how}"
-
-    # ================================================================ colouring
-    def _fill_colour_box(self, entry: ModelEntry) -> None:
-        self.colour_box.blockSignals(True)
-        self.colour_box.clear()
-        self.colour_box.addItem("label", None)
-        if entry.data is not None:
-            for i, name in enumerate(entry.data.attribute_names):
-                self.colour_box.addItem(name, i)
-        self.colour_box.blockSignals(False)
-
-    def _colouring(self, entry: ModelEntry) -> tuple[np.ndarray, list[str]]:
-        data = entry.data
-        attr = self.colour_box.currentData()
-        if data is None:
-            return np.zeros(0, np.int64), []
-        if attr is None or data.attributes is None:
-            return data.labels, list(data.label_names)
-        values = data.attributes[:, attr]
-        if set(np.unique(values)) <= {0.0, 1.0}:
-            return values.astype(np.int64), [f"not {data.attribute_names[attr]}", data.attribute_names[attr]]
-        bins = np.clip((values * 5).astype(np.int64), 0, 4)
-        return bins, [f"{data.attribute_names[attr]} {i / 5:.1f}–{(i + 1) / 5:.1f}" for i in range(5)]
-
-    def _recolour(self) -> None:
-        entry = self.current
-        if entry is None or entry.data is None or not len(self.map.positions):
-            return
-        labels, names = self._colouring(entry)
-        self.map.set_labels(labels, names)
-
-    # ================================================================ model switching
-    def _model_row_changed(self, row: int) -> None:
-        if 0 <= row < len(self.entries):
-            self._show_entry(self.entries[row])
-
-    def _show_entry(self, entry: ModelEntry) -> None:
-        self.current = entry
-        self.decoder.reset_cost()
-        self._selected = -1
-        self.sliders.set_dim(entry.model.latent_dim)
-        for spin in (self.dim_x, self.dim_y):
-            spin.setRange(0, entry.model.latent_dim - 1)
-        self._fill_colour_box(entry)
-        self.original_panel.clear()
-        self.recon_panel.clear()
-        self.map.show_selected(-1)
-        self._update_history_slider()
-        self.arithmetic.entry_changed(entry)
-        self.reroll_samples(reset=True)
-        if entry.latents is not None:
-            self.refresh_projection()
-            return
-        self.map.clear_points()
-        self.map.set_trust_image(None, None)
-        if entry.model.capabilities.has_encoder and not entry.status:
-            self.map_info.setText("Encoding the dataset…")  # the map follows when that finishes
-            return
-        if entry.model.capabilities.has_encoder:
-            reason = entry.status
-        else:
-            reason = f"{entry.model.family.upper()} models have no encoder: explore with the sliders and samples"
-        self.map_info.setText(f"No latent map: {reason}.")
-        restore, entry.restore = entry.restore, None
-        if restore is not None:
-            self.reroll_samples(seed=int(restore.get("sample_seed", 0)))
-        start = entry.cursor_latent if entry.cursor_latent is not None else np.zeros(entry.model.latent_dim)
-        self.set_cursor_latent(start, user=restore is None)
-
-    # ================================================================ cursor + decoding
-    def _cursor_moved(self, x: float, y: float) -> None:
-        entry = self.current
-        if entry is None:
-            return
-        proj = entry.projections.get(self.projection_key())
-        if proj is None:
-            return
-        z = proj.inverse(np.array([[x, y]], np.float32))[0].astype(np.float32)
-        entry.cursor_latent = z
-        self.arithmetic.cursor_edited()
-        self._request_decode(entry, z, (x, y))
-        if not self._slider_timer.isActive():
-            self._slider_timer.start()
-
-    def _cursor_move_finished(self, x: float, y: float) -> None:
-        self._cursor_moved(x, y)
-        self._slider_timer.stop()
-        self._sync_sliders()
-
-    def _sync_sliders(self) -> None:
-        if self.current is not None and self.current.cursor_latent is not None:
-            self.sliders.set_values(self.current.cursor_latent)
-
-    def _sliders_changed(self, z: np.ndarray) -> None:
-        entry = self.current
-        if entry is None:
-            return
-        entry.cursor_latent = z
-        self.arithmetic.cursor_edited()
-        pos = entry.locate(z, self.projection_key())
-        if pos is not None:
-            self.map.set_cursor(*pos)
-        self._request_decode(entry, z, pos)
-
-    def set_cursor_latent(self, z: np.ndarray, user: bool = True) -> None:
-        """Put the cursor on a latent vector (moves the map cursor and sliders, decodes). ``user=False``
-        for moves made by a tool (applying a vector, playing a path) that keeps its own reference point."""
-        entry = self.current
-        if entry is None:
-            return
-        if user:
-            self.arithmetic.cursor_edited()
-        z = np.asarray(z, np.float32).copy()
-        entry.cursor_latent = z
-        self.sliders.set_values(z)
-        pos = entry.locate(z, self.projection_key())
-        if pos is not None:
-            self.map.set_cursor(*pos)
-        self._request_decode(entry, z, pos)
-
-    def _request_decode(self, entry: ModelEntry, z: np.ndarray, pos) -> None:
-        self.decoder.submit((entry, z, pos, time.perf_counter()))
-
-    @staticmethod
-    def _decode_request(request):
-        entry, z, pos, _t = request
-        return entry.decode_uint8(z)
-
-    def _show_decoded(self, gen: int, request, image: np.ndarray) -> None:
-        entry, z, pos, t0 = request
-        if entry is not self.current:
-            return
-        coords = " ".join(f"{v:+.2f}" for v in z[:8]) + (" …" if len(z) > 8 else "")
-        where = f"map ({pos[0]:.2f}, {pos[1]:.2f})\n" if pos is not None else ""
-        self.cursor_panel.show_array(image, f"{where}z = [{coords}]")
-        self.decode_times.append(time.perf_counter() - t0)
-        del self.decode_times[:-500]
-        self.decoded.emit(image)
-
-    # ================================================================ training
-    def _training_snapshot(self, snap) -> None:
-        """A training run reached an epoch end: show (or update) its model, rebuilt from the snapshot's
-        CPU weights, and re-encode the data for its map. The live module is never touched."""
-        entry = next((e for e in self.entries if e.run_id == snap.run_id), None)
-        model = snap.build_model()
-        if entry is None:
-            meta = snap.metadata()
-            meta.setdefault("path", snap.checkpoint or "")
-            entry = ModelEntry(path=snap.checkpoint or f"training-{snap.run_id}.safetensors", model=model,
-                               meta=meta, run_id=snap.run_id)
-            self.entries.append(entry)
-            self.models.append(meta)
-            item = QListWidgetItem()
-            self.model_list.addItem(item)
-        else:
-            entry.model = model
-            entry.meta = snap.metadata()
-        entry.history.append(snap)
-        del entry.history[:-MAX_HISTORY]
-        row = self.entries.index(entry)
-        state = "final" if snap.final else "training"
-        self.model_list.item(row).setText(f"{entry.name} ({state}, epoch {snap.epoch})\n{entry.summary()}")
-        if self.current is None or (entry is self.current and not self._history_pinned(entry)):
-            if self.current is None:
-                self.model_list.setCurrentRow(row)
-            self._refresh_training_entry(entry)
-        self._update_history_slider()
-
-    def _history_pinned(self, entry: ModelEntry) -> bool:
-        """The user has moved the history slider off the newest epoch: leave their view alone."""
-        return entry is self.current and self.history_row.isVisible() and \
-            self.history_slider.value() < self.history_slider.maximum()
-
-    def _refresh_training_entry(self, entry: ModelEntry) -> None:
-        """Re-encode and redraw with the entry's current weights (background), keeping the projection."""
-        entry.latents = None
-        entry.projections.clear()
-        entry.maps.clear()
-        self.decoder.reset_cost()
-        self._prepare_data(entry)
-
-    def _update_history_slider(self) -> None:
-        entry = self.current
-        history = entry.history if entry is not None else []
-        self.history_row.setVisible(len(history) > 1)
-        if not history:
-            return
-        pinned = self._history_pinned(entry)
-        self.history_slider.blockSignals(True)
-        self.history_slider.setRange(0, len(history) - 1)
-        if not pinned:
-            self.history_slider.setValue(len(history) - 1)
-        self.history_slider.blockSignals(False)
-        self.history_label.setText(f"epoch {history[self.history_slider.value()].epoch}")
-
-    def _history_moved(self, index: int) -> None:
-        entry = self.current
-        if entry is None or not 0 <= index < len(entry.history):
-            return
-        snap = entry.history[index]
-        self.history_label.setText(f"epoch {snap.epoch}")
-        entry.model = snap.build_model()
-        self._refresh_training_entry(entry)
-
     # ================================================================ sessions
     def session(self):
-        """Everything needed to reproduce this exploration (see explorer.core.session)."""
-        from explorer.core.session import ModelState, Session
-
-        states = []
-        for entry in self.entries:
-            vecs = entry.vectors or {}
-            groups = {}
-            if entry is self.current:
-                groups = {g: idx for g, idx in self.arithmetic._groups.items() if idx is not None}
-            states.append(ModelState(
-                path=str(Path(entry.path).resolve()), identity=entry.identity,
-                cursor=None if entry.cursor_latent is None else entry.cursor_latent.copy(),
-                selected=self._selected if entry is self.current else -1,
-                vectors={k: np.asarray(vecs[k]) for k in vecs},
-                vector_info={k: dict(entry.vectors.info.get(k, {})) for k in vecs} if vecs else {},
-                keyframes=list(entry.keyframes), groups=groups, sample_seed=self._sample_seed))
-        view = {"projection": self.projection_box.currentData(), "dim_x": self.dim_x.value(),
-                "dim_y": self.dim_y.value(), "colour_by": self.colour_box.currentText()}
-        current = self.entries.index(self.current) if self.current in self.entries else -1
-        return Session(models=states, current=current, view=view)
+        """Everything needed to reproduce this exploration (see explorer.core.explore.session)."""
+        return to_session(self.state)
 
     def save_session(self, path: str) -> None:
         session = self.session()
-        self.run_io(lambda: session.save(path), f"Saved session {Path(path).name}")
+        self.explorer.run_io(lambda: session.save(path), f"Saved session {Path(path).name}")
 
     def open_session(self, path: str) -> None:
         from explorer.core.session import Session
 
         def failed(msg: str) -> None:
-            self.show_error("Cannot open session", _strip_exception(msg))
+            self.show_error("Cannot open session", strip_exception(msg))
 
         self.tasks.start(lambda progress, cancel: Session.load(path), on_done=self.apply_session, on_error=failed)
 
     def apply_session(self, session) -> None:
-        """Open the session's models and restore each one's state as soon as its data is encoded."""
-        view = session.view
-        index = self.projection_box.findData(view.get("projection"))
-        if index >= 0:
-            self.projection_box.blockSignals(True)
-            self.projection_box.setCurrentIndex(index)
-            self.projection_box.blockSignals(False)
-            self._update_dims_visibility()
-        for spin, key in ((self.dim_x, "dim_x"), (self.dim_y, "dim_y")):
-            spin.blockSignals(True)
-            spin.setMaximum(max(spin.maximum(), int(view.get(key, 0))))
-            spin.setValue(int(view.get(key, spin.value())))
-            spin.blockSignals(False)
-        missing = [s.path for s in session.models if not Path(s.path).exists()]
-        if missing:
-            self.show_error("Session: models not found", "These checkpoints are no longer there:\n" + "\n".join(missing))
-        present = [s for s in session.models if Path(s.path).exists()]
-        if not present:
-            return
-        shown = session.models[session.current] if 0 <= session.current < len(session.models) else present[0]
-        self._focus = {"path": shown.path, "pending": len(present)} if shown in present else None
-        for state in present:
-            self._pending_states[_path_key(state.path)] = state
-            self.open_model(state.path)
-
-    def _restore_model_state(self, entry: ModelEntry, state) -> None:
-        from explorer.core.latent.arithmetic import NamedVectors
-
-        if state.identity and entry.identity and state.identity != entry.identity:
-            self.statusBar().showMessage(f"{entry.name} has changed since the session was saved: "
-                                         "its images will differ", 10000)
-        dim = entry.model.latent_dim
-        try:
-            if state.vectors:
-                entry.vectors = NamedVectors(dim, state.vectors)
-                for name, info in state.vector_info.items():
-                    if name in entry.vectors:
-                        entry.vectors.info[name] = info
-            entry.keyframes = [(label, z) for label, z in state.keyframes if np.shape(z) == (dim,)]
-            if state.cursor is not None and np.shape(state.cursor) == (dim,):
-                entry.cursor_latent = np.asarray(state.cursor, np.float32)
-        except ValueError as exc:  # a vector of the wrong size: keep what fits, say what did not
-            self.statusBar().showMessage(f"{entry.name}: part of the session was skipped ({exc})", 10000)
-        entry.restore = {"selected": state.selected, "groups": state.groups, "sample_seed": state.sample_seed}
+        """Open the session's models (those already open are reused) and restore each one's state."""
+        self.explorer.data.open_session(session)
 
     def _ask_save_session(self) -> None:
         start = self.settings.value("last_dir", str(Path.home()))
@@ -983,118 +816,6 @@ class MainWindow(QMainWindow):
         if path:
             self.open_session(path)
 
-    # ================================================================ helpers for the tool panels
-    def selected_index(self) -> int:
-        return self._selected
-
-    def locate_many(self, latents: np.ndarray) -> np.ndarray | None:
-        """Map positions (M, 2) of latent vectors under the current projection, or None without a map."""
-        entry = self.current
-        proj = entry.projections.get(self.projection_key()) if entry is not None else None
-        if proj is None:
-            return None
-        return np.asarray(proj.locate(np.asarray(latents, np.float32)), np.float64)
-
-    def decode_many(self, entry: ModelEntry, latents: np.ndarray, on_done, error_label=None) -> None:
-        """Decode (N, D) latents to (N, H, W, C) uint8 in the background, in chunks."""
-        z = np.asarray(latents, np.float32)
-
-        def work(progress, cancel):
-            chunks = []
-            for i in range(0, len(z), DECODE_CHUNK):
-                chunks.append(entry.decode_batch_uint8(z[i : i + DECODE_CHUNK]))
-                progress(min(1.0, (i + DECODE_CHUNK) / len(z)), "decoding")
-            return np.concatenate(chunks)
-
-        def failed(msg: str) -> None:
-            text = _strip_exception(msg)
-            if error_label is not None:
-                error_label.setText(text)
-            self.statusBar().showMessage(f"decoding failed: {text}", 8000)
-
-        self.tasks.start(work, on_done=on_done, on_error=failed)
-
-    def run_io(self, fn, message: str, error_label=None, on_done=None) -> None:
-        """Run a file operation off the GUI thread; report success in the status bar, errors in the label."""
-
-        def done(result) -> None:
-            self.statusBar().showMessage(message, 5000)
-            if error_label is not None:
-                error_label.setText("")
-            if on_done is not None:
-                on_done(result)
-
-        def failed(msg: str) -> None:
-            text = _strip_exception(msg)
-            if error_label is not None:
-                error_label.setText(text)
-            self.statusBar().showMessage(text, 8000)
-
-        self.tasks.start(lambda progress, cancel: fn(), on_done=done, on_error=failed)
-
-    # ================================================================ hover / select
-    def _nearest(self, points: np.ndarray) -> tuple[float, int]:
-        entry = self.current
-        proj = entry.projections.get(self.projection_key()) if entry else None
-        if proj is None:
-            return float("inf"), -1
-        dist, idx = proj.nearest(points, k=1)
-        return float(np.ravel(dist)[0]), int(np.ravel(idx)[0])
-
-    def _datum_caption(self, entry: ModelEntry, idx: int) -> str:
-        data = entry.data
-        label = data.labels[idx]
-        name = data.label_names[label] if 0 <= label < len(data.label_names) else "?"
-        split = "train" if idx < data.n_train else "test"
-        return f"#{idx} · {split} · label {name}"
-
-    def _hovered(self, idx: int) -> None:
-        entry = self.current
-        if entry is None or entry.data is None:
-            return
-        if idx < 0:
-            if self._selected >= 0:
-                self._show_datum(entry, self._selected)
-            return
-        self._show_datum(entry, idx, hover=True)
-
-    def select_datum(self, idx: int) -> None:
-        entry = self.current
-        if entry is None or entry.data is None or not 0 <= idx < len(entry.data):
-            return
-        self._selected = idx
-        self.map.show_selected(idx)
-        self._show_datum(entry, idx)
-        if entry.latents is not None:
-            self.set_cursor_latent(entry.latents[idx])
-
-    def _show_datum(self, entry: ModelEntry, idx: int, hover: bool = False) -> None:
-        original = to_uint8_hwc(entry.data.images[idx])
-        prefix = "hovered " if hover else "selected "
-        self.original_panel.show_array(original, prefix + self._datum_caption(entry, idx))
-        recon = entry.reconstruct_uint8(idx)
-        if recon is not None:
-            err = float(np.mean((recon.astype(np.float32) - original.astype(np.float32)) ** 2)) / 255**2
-            self.recon_panel.show_array(recon, f"pixel MSE {err:.4f}")
-
-    # ================================================================ samples
-    def reroll_samples(self, reset: bool = False, seed: int | None = None) -> None:
-        entry = self.current
-        if entry is None:
-            return
-        if seed is not None:
-            self._sample_seed = int(seed)
-        else:
-            self._sample_seed = 0 if reset else self._sample_seed + 1
-        import torch
-
-        gen = torch.Generator().manual_seed(self._sample_seed)
-        z = torch.randn(64, entry.model.latent_dim, generator=gen).numpy()
-        images = entry.decode_batch_uint8(z)
-        note = "" if entry.model.capabilities.is_generative else (
-            " — a plain AE was never trained to decode N(0, I) samples: expect holes and blur")
-        self.samples_panel.show_array(grid(images, 8), f"64 samples, seed {self._sample_seed}{note}")
-
     # ================================================================ busy state
     def _set_busy(self, message: str | None, cancellable: bool = False) -> None:
         busy = message is not None
@@ -1107,7 +828,7 @@ class MainWindow(QMainWindow):
         else:
             self.statusBar().clearMessage()
 
-    def _progress(self, fraction: float, message: str) -> None:
+    def _progress(self, fraction: float, message: str = "") -> None:
         self.progress.setValue(int(max(0.0, min(1.0, fraction)) * 1000))
 
     # ================================================================ recent files, drag and drop
@@ -1152,118 +873,28 @@ class MainWindow(QMainWindow):
         if images:
             self.add_images(images)
 
-    # ================================================================ your own images
-    def add_images(self, paths: list[str]) -> None:
-        """Resize image files (or every image in dropped folders) to the model's input, encode them and
-        place them on the map as highlighted points; each becomes a named vector (img_<file name>) usable
-        in expressions, analogies and as keyframes, and the cursor moves onto the first."""
-        from explorer.core.data.folder import IMAGE_EXTENSIONS
-        from explorer.core.data.transforms import convert_channels, decode_files
-
-        entry = self.current
-        if entry is None:
-            self.show_error("No model", "Open a model first, then drop images onto it.")
-            return
-        invert = not entry.model.capabilities.has_encoder  # GANs: optimise z to reproduce each image
-        c, h, _ = entry.model.image_shape
-        files: list[Path] = []
-        for p in map(Path, paths):
-            if p.is_dir():
-                files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
-            else:
-                files.append(p)
-        files = files[:MAX_DROPPED_IMAGES]
-        self._set_busy(f"{'Inverting' if invert else 'Encoding'} {len(files)} images", cancellable=invert)
-        key = self.projection_key()
-        proj = entry.projections.get(key)
-        projector = self.projector
-
-        def work(progress, cancel):
-            import torch
-
-            decoded = decode_files(files, h)
-            if not len(decoded.images):
-                reasons = "; ".join(f"{f.name}: {why}" for f, why in decoded.failures[:3])
-                raise ValueError(f"none of the {len(files)} files could be read as an image ({reasons})")
-            images = convert_channels(decoded.images, c)
-            if invert:
-                from explorer.core.inversion import images_to_latents
-
-                z, _errors, _how = images_to_latents(
-                    entry.model, images, cancel=cancel, **INVERT_OPTIONS,
-                    progress=lambda done, total: progress(done / max(total, 1), "inverting the generator"))
-                z = np.asarray(z, np.float32)
-            else:
-                with torch.inference_mode():
-                    z = entry.model.encode(torch.from_numpy(images).float().div_(255.0)).numpy().astype(np.float32)
-            pos = None
-            if proj is not None:
-                if proj.exact_inverse:
-                    pos = proj.transform(z)
-                elif projector.can_transform(proj):
-                    pos = projector.transform(proj, z, cancel=cancel)  # openTSNE's / UMAP's own placement
-                else:
-                    pos = proj.locate(z)
-            names = [f for f, ok in zip(files, decoded.ok) if ok]
-            return images, z, pos, names, decoded.failures
-
-        def done(result) -> None:
-            self._set_busy(None)
-            images, z, pos, names, failures = result
-            if entry is not self.current:
-                return
-            from explorer.core.latent.arithmetic import NamedVectors, identifier
-
-            if entry.vectors is None:
-                entry.vectors = NamedVectors(entry.model.latent_dim)
-            labels = []
-            for f, vec in zip(names, z):
-                name = identifier("img_" + f.stem)
-                entry.vectors[name] = vec
-                entry.vectors.info[name] = {"source": str(f), "kind": "image"}
-                labels.append(name)
-            entry.dropped = (images, z, pos, labels)
-            self.map.set_extra_points(pos)
-            self.arithmetic._refresh_vector_list()
-            self.set_cursor_latent(z[0])
-            self.original_panel.show_array(to_uint8_hwc(images[0]), f"dropped {names[0].name}")
-            msg = f"Placed {len(z)} images on the map (vectors {labels[0]}…)"
-            if failures:
-                msg += f"; {len(failures)} files skipped ({failures[0][0].name}: {failures[0][1]})"
-            self.statusBar().showMessage(msg, 10000)
-
-        def failed(msg: str) -> None:
-            self._set_busy(None)
-            self.show_error("Cannot add images", _strip_exception(msg))
-
-        def cancelled() -> None:
-            self._set_busy(None)
-            self.statusBar().showMessage("Adding images cancelled", 5000)
-
-        self._projection_task = self.tasks.start(work, on_done=done, on_error=failed, on_progress=self._progress,
-                                                 on_cancel=cancelled)
-
-    # ================================================================ shutdown
+    # ================================================================ layout and shutdown
     def restore_layout(self) -> None:
-        """Window size, dock positions and the projection choice from the last session."""
+        """Window size (kept on this screen), dock positions and the projection choice from the last session."""
         geometry = self.settings.value("window/geometry")
         state = self.settings.value("window/state")
         if geometry is not None:
             self.restoreGeometry(geometry)
+            screen = self.screen()
+            if screen is not None:  # saved on a bigger screen: shrink to this one
+                avail = screen.availableGeometry()
+                if self.width() > avail.width() or self.height() > avail.height():
+                    fit_to_screen(self, (min(self.width(), avail.width()), min(self.height(), avail.height())))
         if state is not None:
             self.restoreState(state)
         method = self.settings.value("map/projection")
-        index = self.projection_box.findData(method) if method else -1
-        if index >= 0:
-            self.projection_box.blockSignals(True)
-            self.projection_box.setCurrentIndex(index)
-            self.projection_box.blockSignals(False)
-            self._update_dims_visibility()
+        if method in ("pca", "tsne", "umap", "dims"):
+            self.explorer.projections.request(ProjectionChoice(str(method)))
 
     def save_layout(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState())
-        self.settings.setValue("map/projection", self.projection_box.currentData())
+        self.settings.setValue("map/projection", self.state.requested.method)
         self.settings.sync()
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
@@ -1275,13 +906,9 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
 
     def shutdown(self) -> None:
-        self._warm_cancel.set()
+        self.arithmetic.shutdown() if hasattr(self.arithmetic, "shutdown") else None
         self.training.shutdown()
-        self.cancel_projection()
-        self.projector.kill()  # a fit in the child would otherwise hold up the task pool below
-        self.decoder.close()
-        self.tasks.shutdown()
-        self.projector.close()
+        self.explorer.shutdown()
 
 
 def _droppable(path: str) -> bool:
@@ -1290,9 +917,6 @@ def _droppable(path: str) -> bool:
     p = Path(path)
     return p.suffix in (".safetensors", ".lexsession") or p.suffix.lower() in IMAGE_EXTENSIONS or p.is_dir()
 
-
-def _path_key(path: str) -> str:
-    return str(Path(path).resolve())
 
 
 def about_text() -> str:
@@ -1316,23 +940,8 @@ def about_text() -> str:
     )
 
 
-def file_identity(path: str) -> str:
-    """sha256 of a checkpoint's bytes: names its cached maps, and changes whenever the weights do."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
-def _strip_exception(msg: str) -> str:
-    """'explorer.core.checkpoint.CheckpointError: x.safetensors: ...' -> 'x.safetensors: ...'."""
-    head, sep, tail = msg.partition(": ")
-    if sep and ("Error" in head or "Exception" in head) and " " not in head:
-        return tail
-    return msg
 
 
-__all__ = ["MainWindow", "CheckpointError", "DEMO_MODELS"]
+__all__ = ["MainWindow", "CheckpointError", "DEMO_MODELS", "file_identity", "fit_to_screen"]

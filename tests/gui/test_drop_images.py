@@ -16,7 +16,8 @@ def test_dropped_images_are_encoded_and_placed(window, digits_vae, digits, tmp_p
     (folder / "notes.png").write_bytes(b"not an image")
     window.add_images([str(folder)])
     entry = window.current
-    images, z, pos, names = entry.dropped
+    d = entry.dropped
+    images, z, pos, names = d.images, d.latents, d.positions["pca"], d.names
     assert names == ["img_d3", "img_d4", "img_d5"]  # the broken file was skipped
     assert "skipped" in window.statusBar().currentMessage()
     with torch.inference_mode():
@@ -46,7 +47,7 @@ def test_unreadable_images_show_an_error(window, digits_vae, tmp_path, monkeypat
 
 
 def test_images_dropped_on_a_gan_are_found_by_inversion(window, tmp_path, monkeypatch):
-    monkeypatch.setattr("explorer.gui.main_window.INVERT_OPTIONS", {"steps": 150, "restarts": 2})
+    monkeypatch.setattr("explorer.gui.controllers.dropped.INVERT_OPTIONS", {"steps": 150, "restarts": 2})
     from explorer.core import save_model
     from explorer.core.models import build_model
 
@@ -63,8 +64,9 @@ def test_images_dropped_on_a_gan_are_found_by_inversion(window, tmp_path, monkey
     for i, img in enumerate((made[:, 0].numpy() * 255).round().astype(np.uint8)):
         Image.fromarray(img).save(tmp_path / f"g{i}.png")
     window.add_images([str(tmp_path / "g0.png"), str(tmp_path / "g1.png")])
-    images, z, pos, names = window.current.dropped
-    assert names == ["img_g0", "img_g1"] and pos is None  # no map for a GAN, but named vectors
+    d = window.current.dropped
+    images, z, names = d.images, d.latents, d.names
+    assert names == ["img_g0", "img_g1"] and not d.positions  # no map for a GAN, but named vectors
     with torch.inference_mode():
         again = gan.decode(torch.from_numpy(z)).numpy()
         chance = gan.decode(torch.randn(64, 8, generator=torch.Generator().manual_seed(9))).numpy()

@@ -114,6 +114,7 @@ def test_tsne_runs_in_a_child_process_and_is_cached(window, digits_vae, qtbot, m
     np.testing.assert_array_equal(window.cursor_panel.last_array, entry.decode_uint8(z))
     # Reopening the same checkpoint finds the map in the disk cache, without the child.
     window.projector.close()
+    window.close_current()  # an open file is not opened twice: close it first
     window.open_model(str(digits_vae))
     assert window.current is not entry and "tsne" in window.current.projections
     np.testing.assert_allclose(window.current.projections["tsne"].embedding, proj.embedding)
@@ -128,7 +129,7 @@ def test_cancelling_a_projection_keeps_the_previous_map(window, digits_vae, qtbo
     qtbot.waitUntil(lambda: window.cancel_button.isVisible(), timeout=2000)
     qtbot.wait(300)
     window.cancel_button.click()
-    qtbot.waitUntil(lambda: window._projection_task is None, timeout=10000)
+    qtbot.waitUntil(lambda: window.projection_task is None, timeout=10000)
     assert "umap" not in window.current.projections
     np.testing.assert_array_equal(window.map.positions, before)
     assert not window.projector.alive  # killed: the only way to stop numba mid-call

@@ -4,7 +4,7 @@ traversals and exporting them. Lives in a dock under the map and drives the main
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -21,8 +21,8 @@ from ..theme import error_css, muted_css
 from .image_panel import ImagePanel, grid, to_uint8_hwc
 
 if TYPE_CHECKING:
-    from ..main_window import MainWindow
-    from ..model_entry import ModelEntry
+    from ..controllers.explorer import ExplorerController
+    from explorer.core.explore import OpenModel as ModelEntry
 
 STRENGTH_STEPS = 60  # slider ticks per unit of strength, over -3..+3
 EXPORT_FILTER = "Animated GIF (*.gif);;PNG grid (*.png);;MP4 video (*.mp4)"
@@ -40,9 +40,9 @@ class ArithmeticPanel(QTabWidget):
 
     framesReady = Signal(str, object)  # which ("path", "traverse", "analogy"), uint8 frames
 
-    def __init__(self, window: "MainWindow") -> None:
+    def __init__(self, explorer: "ExplorerController") -> None:
         super().__init__()
-        self.win = window
+        self.ctx = explorer
         self.base: np.ndarray | None = None  # the latent a vector is applied to
         self.path_frames: np.ndarray | None = None  # (T, H, W, C) decoded interpolation frames
         self.path_latents: np.ndarray | None = None
@@ -56,13 +56,17 @@ class ArithmeticPanel(QTabWidget):
         self.addTab(self._build_expression(), "Expression")
         self.addTab(self._build_interpolate(), "Interpolate")
         self.addTab(self._build_traverse(), "Traverse")
-        window.map.lassoFinished.connect(self._lasso_done)
+        explorer.overlays.lassoFinished.connect(self._lasso_done)
+        explorer.state.groupsChanged.connect(self._groups_changed)
+        explorer.state.vectorsChanged.connect(lambda entry: entry is self.entry and self._refresh_vector_list())
+        explorer.state.keyframesChanged.connect(lambda entry: entry is self.entry and self._refresh_keyframes())
+        explorer.state.dataChanged.connect(self._data_changed)
         self.entry_changed(None)
 
     # ================================================================ per-model state
     @property
     def entry(self) -> "ModelEntry | None":
-        return self.win.current
+        return self.ctx.state.current
 
     def vectors(self) -> NamedVectors | None:
         entry = self.entry
@@ -85,15 +89,12 @@ class ArithmeticPanel(QTabWidget):
         self._refresh_vector_list()
         self._refresh_keyframes()
         self.dim_spin.setRange(0, max(0, (entry.model.latent_dim - 1) if entry else 0))
-        self.win.map.set_group("A", None)
-        self.win.map.set_group("B", None)
-        self.win.map.set_path(None)
+        self.ctx.overlays.set_path(None)
         self.strip_panel.clear()
         self.traverse_panel.clear()
         for panel in self.analogy_panels:
             panel.clear()
         self._analogy = {"A": None, "B": None, "C": None}
-        self._groups: dict[str, np.ndarray | None] = {"A": None, "B": None}
         self._update_group_label()
 
     def cursor_source(self) -> tuple[np.ndarray, str, np.ndarray | None] | None:
@@ -103,7 +104,7 @@ class ArithmeticPanel(QTabWidget):
         if entry is None or entry.cursor_latent is None:
             return None
         z = entry.cursor_latent
-        idx = self.win.selected_index()
+        idx = self.ctx.selected_index()
         if idx >= 0 and entry.latents is not None and np.array_equal(entry.latents[idx], z):
             return z.copy(), f"p{idx}", to_uint8_hwc(entry.data.images[idx])
         return z.copy(), "cursor", None
@@ -210,13 +211,13 @@ class ArithmeticPanel(QTabWidget):
                 return
             self._refresh_vector_list()
             self.vectors_error.setText("")
-            self.win.statusBar().showMessage(f"{len(vecs)} attribute vectors", 4000)
+            self.ctx.notify(f"{len(vecs)} attribute vectors", 4000)
 
         def failed(msg: str) -> None:
             self.compute_button.setEnabled(True)
             self.vectors_error.setText(msg.partition(": ")[2] or msg)
 
-        self.win.tasks.start(work, on_done=done, on_error=failed)
+        self.ctx.tasks.start(work, on_done=done, on_error=failed)
 
     def _refresh_vector_list(self) -> None:
         self.vector_list.blockSignals(True)
@@ -254,15 +255,15 @@ class ArithmeticPanel(QTabWidget):
         entry = self.entry
         names = self.selected_vector_names()
         if entry is None or entry.latents is None or not names or entry.vectors is None:
-            self.win.map.set_arrows([])
+            self.ctx.overlays.set_arrows([])
             return
         centre = entry.latents.mean(0)
         arrows = []
         for name in names:
-            pts = self.win.locate_many(np.stack([centre, centre + entry.vectors[name]]))
+            pts = self.ctx.locate_many(np.stack([centre, centre + entry.vectors[name]]))
             if pts is not None:
                 arrows.append((pts[0, 0], pts[0, 1], pts[1, 0], pts[1, 1], name, True))
-        self.win.map.set_arrows(arrows)
+        self.ctx.overlays.set_arrows(arrows)
 
     def _strength_changed(self, raw: int) -> None:
         strength = raw / STRENGTH_STEPS
@@ -276,7 +277,7 @@ class ArithmeticPanel(QTabWidget):
                          else np.zeros(entry.model.latent_dim, np.float32)).copy()
         v = np.sum([entry.vectors[n] for n in names], axis=0)
         z = apply_vector(self.base, v, strength)
-        self.win.set_cursor_latent(z, user=False)
+        self.ctx.set_cursor_latent(z, user=False)
         self._report_entanglement(entry, self.base, z, names[0] if len(names) == 1 else None)
 
     def _report_entanglement(self, entry, before: np.ndarray, after: np.ndarray, target: str | None) -> None:
@@ -299,8 +300,8 @@ class ArithmeticPanel(QTabWidget):
 
     def _start_lasso(self, group: str) -> None:
         self._lasso_group = group
-        self.win.map.start_lasso()
-        self.win.statusBar().showMessage(f"Draw around the points of group {group} on the map "
+        self.ctx.overlays.start_lasso()
+        self.ctx.notify(f"Draw around the points of group {group} on the map "
                                          "(right-click cancels)", 8000)
 
     def _lasso_done(self, indices: np.ndarray) -> None:
@@ -310,10 +311,36 @@ class ArithmeticPanel(QTabWidget):
         self._lasso_group = None
         self.set_group(group, indices)
 
+    @property
+    def _groups(self) -> dict[str, np.ndarray | None]:
+        entry = self.entry
+        groups = entry.groups if entry is not None else {}
+        return {"A": groups.get("A"), "B": groups.get("B")}
+
     def set_group(self, group: str, indices: np.ndarray | None) -> None:
-        self._groups[group] = None if indices is None or len(indices) == 0 else np.asarray(indices, np.int64)
-        self.win.map.set_group(group, self._groups[group])
-        self._update_group_label()
+        if self.entry is not None:
+            self.ctx.state.set_groups(self.entry, group, indices)
+
+    def _groups_changed(self, entry) -> None:
+        if entry is self.entry:
+            self._update_group_label()
+
+    def _data_changed(self, entry) -> None:
+        """The model's data arrived: data sets with attributes (faces, CelebA) get their vectors at once, so
+        "smiling" is one click away."""
+        if entry is not self.entry:
+            return
+        self.entry_changed(entry)
+        if entry.latents is not None and entry.data is not None and entry.data.attributes is not None \
+                and not entry.vectors:
+            self.compute_vectors(entry)
+
+    def map_changed(self) -> None:
+        """The map was redrawn (another projection): arrows and the path follow it."""
+        self._draw_arrows()
+        if self.path_latents is not None:
+            pts = self.ctx.locate_many(self.path_latents)
+            self.ctx.overlays.set_path(pts)
 
     def _update_group_label(self) -> None:
         a, b = self._groups.get("A"), self._groups.get("B")
@@ -352,7 +379,7 @@ class ArithmeticPanel(QTabWidget):
         path, _ = QFileDialog.getSaveFileName(self, "Save vectors", "vectors.safetensors",
                                               "Vectors (*.safetensors)")
         if path:
-            self.win.run_io(lambda: vecs.save(path), f"Saved {Path(path).name}", self.vectors_error)
+            self.ctx.run_io(lambda: vecs.save(path), f"Saved {Path(path).name}", self.vectors_error)
 
     def _ask_load_vectors(self) -> None:
         entry = self.entry
@@ -369,7 +396,7 @@ class ArithmeticPanel(QTabWidget):
                     self.vectors().info[name] = vecs.info.get(name, {})
                 self._refresh_vector_list()
 
-        self.win.run_io(lambda: NamedVectors.load(path, entry.model.latent_dim), f"Loaded {Path(path).name}",
+        self.ctx.run_io(lambda: NamedVectors.load(path, entry.model.latent_dim), f"Loaded {Path(path).name}",
                         self.vectors_error, on_done=loaded)
 
     def _remove_vectors(self) -> None:
@@ -444,7 +471,7 @@ class ArithmeticPanel(QTabWidget):
     def _analogy_to_cursor(self) -> None:
         d = self._analogy.get("D")
         if d is not None:
-            self.win.set_cursor_latent(d)
+            self.ctx.set_cursor_latent(d)
 
     # ================================================================ Expression tab
     def _build_expression(self) -> QWidget:
@@ -490,7 +517,7 @@ class ArithmeticPanel(QTabWidget):
             self.expression_error.setText(str(exc))
             return None
         self.expression_error.setText("")
-        self.win.set_cursor_latent(z)
+        self.ctx.set_cursor_latent(z)
         return z
 
     # ================================================================ Interpolate tab
@@ -559,7 +586,7 @@ class ArithmeticPanel(QTabWidget):
         if self.entry is not None:
             self.entry.keyframes.clear()
         self.path_frames = self.path_latents = None
-        self.win.map.set_path(None)
+        self.ctx.overlays.set_path(None)
         self.strip_panel.clear()
         self._refresh_keyframes()
 
@@ -585,9 +612,9 @@ class ArithmeticPanel(QTabWidget):
             return
         self.interp_error.setText("")
         self.path_latents = latents
-        pts = self.win.locate_many(latents)
+        pts = self.ctx.locate_many(latents)
         if pts is not None:
-            self.win.map.set_path(pts, pts[keyframe_positions(len(keys), steps)])
+            self.ctx.overlays.set_path(pts, pts[keyframe_positions(len(keys), steps)])
 
         def done(frames) -> None:
             if entry is not self.entry:
@@ -597,7 +624,7 @@ class ArithmeticPanel(QTabWidget):
                                         f"{len(frames)} frames, {self.method_box.currentData()}")
             self.framesReady.emit("path", frames)
 
-        self.win.decode_many(entry, latents, done, self.interp_error)
+        self.ctx.decode_many(entry, latents, done, self.interp_error)
 
     def _toggle_play(self, on: bool) -> None:
         if on and self.path_latents is not None:
@@ -620,7 +647,7 @@ class ArithmeticPanel(QTabWidget):
         i = self._play_index % (2 * n - 2) if n > 1 else 0
         i = i if i < n else 2 * n - 2 - i
         self._play_index += 1
-        self.win.set_cursor_latent(self.path_latents[i], user=False)
+        self.ctx.set_cursor_latent(self.path_latents[i], user=False)
 
     # ================================================================ Traverse tab
     def _build_traverse(self) -> QWidget:
@@ -705,7 +732,7 @@ class ArithmeticPanel(QTabWidget):
             self.traverse_panel.show_array(grid(frames, steps), f"{rows} rows: {what}")
             self.framesReady.emit("traverse", self.traverse_frames)
 
-        self.win.decode_many(entry, flat, done, self.traverse_error)
+        self.ctx.decode_many(entry, flat, done, self.traverse_error)
 
     # ================================================================ export
     def _ask_export(self, which: str) -> None:
@@ -737,7 +764,7 @@ class ArithmeticPanel(QTabWidget):
                 nrow = None
         else:
             nrow = min(len(frames), 12)
-        self.win.run_io(lambda: export_frames(path, frames, nrow=nrow, bounce=which == "path"),
+        self.ctx.run_io(lambda: export_frames(path, frames, nrow=nrow, bounce=which == "path"),
                         f"Exported {Path(path).name}", error or self.interp_error)
 
 

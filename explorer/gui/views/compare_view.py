@@ -24,17 +24,17 @@ from .map_view import HOVER_RADIUS_PX, UniformScatter, label_colours
 from .swap_panel import SwapPanel
 
 if TYPE_CHECKING:
-    from ..main_window import MainWindow
-    from ..model_entry import ModelEntry
+    from ..controllers.explorer import ExplorerController
+    from explorer.core.explore import OpenModel as ModelEntry
 
 DENSITY_RESOLUTION = 64
 MAX_POINTS = 20000  # per map: enough to see the shape, light enough for several maps side by side
 
 
 class CompareView(QWidget):
-    def __init__(self, window: "MainWindow") -> None:
+    def __init__(self, explorer: "ExplorerController") -> None:
         super().__init__()
-        self.win = window
+        self.ctx = explorer
         self.entries: list["ModelEntry"] = []
         self.maps: list[np.ndarray] = []  # aligned positions of the shown rows, per model
         self.rows = np.zeros(0, np.int64)  # dataset indices shown on the maps
@@ -93,17 +93,17 @@ class CompareView(QWidget):
         self.table.setVisible(False)
         outer.addWidget(self.table)
         # Decoder swap: any two open models (ideally a shared-encoder pair), whatever their data sets.
-        self.swap = SwapPanel(window)
+        self.swap = SwapPanel(explorer)
         outer.addWidget(self.swap)
 
     # ------------------------------------------------------------ building
     def candidates(self) -> list["ModelEntry"]:
         """Open models with encoded data of the current model's dataset (same image shape)."""
-        current = self.win.current
+        current = self.ctx.state.current
         if current is None:
             return []
         key = (current.meta.get("dataset"), tuple(current.model.image_shape))
-        return [e for e in self.win.entries
+        return [e for e in self.ctx.state.models
                 if e.latents is not None and (e.meta.get("dataset"), tuple(e.model.image_shape)) == key]
 
     def refresh(self) -> None:
@@ -213,7 +213,7 @@ class CompareView(QWidget):
         idx = self._pick(col, event.scenePos())
         if idx >= 0:
             self.highlight(idx)
-            self.win.select_datum(idx)
+            self.ctx.select_datum(idx)
 
     def highlight(self, idx: int) -> None:
         """Mark datum ``idx`` in every map and show each model's reconstruction of it."""
@@ -291,7 +291,7 @@ class CompareView(QWidget):
             self.metrics_button.setEnabled(True)
             self.error.setText(msg.partition(": ")[2] or msg)
 
-        self.win.tasks.start(work, on_done=done, on_error=failed, on_progress=self.win._progress)
+        self.ctx.tasks.start(work, on_done=done, on_error=failed, on_progress=self.ctx.progress.emit)
 
     # ------------------------------------------------------------ rate-distortion
     def compute_rate_distortion(self) -> None:
@@ -314,7 +314,7 @@ class CompareView(QWidget):
             self.rd_button.setEnabled(True)
             self.error.setText(msg.partition(": ")[2] or msg)
 
-        self.win.tasks.start(lambda progress, cancel: rate_distortion(models, data, names=names, max_items=2000),
+        self.ctx.tasks.start(lambda progress, cancel: rate_distortion(models, data, names=names, max_items=2000),
                              on_done=done, on_error=failed)
 
     def show_rate_distortion(self, rows: list[dict[str, Any]]) -> None:
@@ -362,7 +362,7 @@ class CompareView(QWidget):
             if swap is not None:
                 write_swap_grid(Path(folder) / "decoder-swap.png", swap)
 
-        self.win.run_io(write, f"Exported the comparison to {folder}", self.error)
+        self.ctx.run_io(write, f"Exported the comparison to {folder}", self.error)
 
 
 __all__ = ["CompareView"]

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog
 from ..theme import error_css
 
 if TYPE_CHECKING:
-    from ..main_window import MainWindow
+    from ..controllers.explorer import ExplorerController
 
 DATASETS = ["mnist", "fashion-mnist", "digits", "faces"]
 
@@ -30,9 +30,9 @@ def _with_browse(edit: QLineEdit, on_browse) -> QWidget:
 
 
 class ImportDialog(QDialog):
-    def __init__(self, window: "MainWindow") -> None:
-        super().__init__(window)
-        self.win = window
+    def __init__(self, explorer: "ExplorerController", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.ctx = explorer
         self.setWindowTitle("Import your own model")
         self.resize(640, 520)
         self.model: Any = None
@@ -54,6 +54,12 @@ class ImportDialog(QDialog):
         self.shape = QLineEdit()
         self.shape.setPlaceholderText("C,H,W, e.g. 1,28,28 (guessed when empty)")
         form.addRow("Image shape", self.shape)
+        self.latent_shape = QLineEdit()
+        self.latent_shape.setPlaceholderText("e.g. 8,2,2 or 4,8,8 (found by probing when empty)")
+        form.addRow("Latent shape", self.latent_shape)
+        self.script_args = QLineEdit()
+        self.script_args.setPlaceholderText("only for a training script: the arguments you ran it with")
+        form.addRow("Script arguments", self.script_args)
         self.encode = QLineEdit()
         self.encode.setPlaceholderText("auto (encode, encoder…); 'none' for a generator")
         form.addRow("Encode method", self.encode)
@@ -132,6 +138,15 @@ class ImportDialog(QDialog):
                 opts["image_shape"] = tuple(int(v) for v in self.shape.text().split(","))
             except ValueError:
                 raise ValueError(f"image shape must be C,H,W numbers, got {self.shape.text()!r}") from None
+        if self.latent_shape.text().strip():
+            opts["latent_shape"] = self.latent_shape.text().strip()
+        if self.script_args.text().strip():
+            import shlex
+
+            try:
+                opts["script_args"] = shlex.split(self.script_args.text())
+            except ValueError as exc:
+                raise ValueError(f"script arguments: {exc}") from None
         if self.encode.text().strip():
             opts["encode_method"] = self.encode.text().strip()
         if self.decode.text().strip():
@@ -166,6 +181,8 @@ class ImportDialog(QDialog):
         def work(progress, cancel):
             from explorer.core.data import load_dataset
 
+            if "image_shape" not in opts:  # the data set's own image shape is probed first
+                opts["data_shape"] = load_dataset(dataset, count=8).image_shape
             model = import_model(weights, class_ref, **opts)
             c, h, _ = model.image_shape
             data = load_dataset(dataset, image_size=h, channels=c, limit_train=256, limit_test=0)
@@ -186,7 +203,7 @@ class ImportDialog(QDialog):
             self.report.setPlainText("")
             self.error.setText(msg.partition(": ")[2] or msg)
 
-        self.win.tasks.start(work, on_done=done, on_error=failed)
+        self.ctx.tasks.start(work, on_done=done, on_error=failed)
 
     def _ask_save(self) -> None:
         if self.model is None:
@@ -203,10 +220,10 @@ class ImportDialog(QDialog):
         model, check, dataset = self.model, self.check, self.dataset.currentText()
 
         def opened(saved) -> None:
-            self.win.open_model(str(saved))
+            self.ctx.open_model(str(saved))
             self.accept()
 
-        self.win.run_io(lambda: save_imported(model, path, check=check, dataset=dataset),
+        self.ctx.run_io(lambda: save_imported(model, path, check=check, dataset=dataset),
                         f"Imported {Path(path).name}", self.error, on_done=opened)
 
 

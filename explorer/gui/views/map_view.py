@@ -15,18 +15,18 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QPointF, Qt, Signal
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPixmapCache
 from PySide6.QtWidgets import QGraphicsItem, QVBoxLayout, QWidget
 
-# Colour-blind-friendly qualitative palette (Okabe-Ito + Tableau), cycled for many labels.
-PALETTE = [
-    "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#8C564B",
-    "#7F7F7F", "#17BECF", "#9467BD", "#BCBD22", "#1F77B4", "#FF7F0E", "#2CA02C", "#D62728",
-]
+from explorer.core.imaging import PALETTE_HEX, label_colours_hex
+
+# The one label palette (explorer.core.imaging): the map, the Compare tab and exported PNGs agree.
+PALETTE = list(PALETTE_HEX)
 HOVER_RADIUS_PX = 12
 CURSOR_SIZE_PX = 18
 CURSOR_GRAB_PX = CURSOR_SIZE_PX / 2 + 4  # a little slack around the drawn ring
+CLICK_SLOP_PX = 4  # a press and release this close together is a click, not a pan
 
 
 class UniformScatter(pg.ScatterPlotItem):
@@ -94,7 +94,7 @@ def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
 
 
 def label_colours(n: int) -> list[QColor]:
-    return [QColor(PALETTE[i % len(PALETTE)]) for i in range(n)]
+    return [QColor(h) for h in label_colours_hex(n)]
 
 
 class LatentMapView(QWidget):
@@ -186,7 +186,9 @@ class LatentMapView(QWidget):
         self._hovered = -1
         self._suppress = False
         self.plot.scene().sigMouseMoved.connect(self._mouse_moved)
-        self.plot.scene().sigMouseClicked.connect(self._mouse_clicked)
+        # Clicks are recognised in the event filter (a press and a release within a few pixels), not through the
+        # scene: there the hover ring, drawn right under the pointer, took every click on a point.
+        self._press_pos: QPointF | None = None
         # Dragging the cursor is handled before pyqtgraph sees the events: its scene dispatch
         # (hover tests against every item, a 100 Hz rate limit) cost more than the decode itself.
         self._drag_offset: QPointF | None = None
@@ -212,12 +214,36 @@ class LatentMapView(QWidget):
     # ------------------------------------------------------------ data
     def set_points(self, positions: np.ndarray, labels: np.ndarray, label_names: Sequence[str],
                    reset_view: bool = True) -> None:
+        """Show a new map. Markers of the previous map (hover ring, selection, stars, groups, arrows, path)
+        go: their coordinates belonged to it, and they would stretch the range."""
         self.positions = np.asarray(positions, np.float32)
+        self._hovered = -1
+        for marker in (self.hover_marker, self.selected_marker, self.extra_scatter, *self.group_items.values()):
+            marker.clear()
+        self.set_arrows([])
+        self.set_path(None)
         self.set_labels(labels, label_names)
         if reset_view and len(self.positions):
-            self.view.autoRange(padding=0.05)
+            self.reset_range()
         # Auto-range would follow the cursor's bounds and re-render every point on each move.
         self.view.disableAutoRange()
+
+    def data_bounds(self) -> tuple[float, float, float, float] | None:
+        """(x0, y0, x1, y1) of the points (finite ones), or None without points."""
+        pts = self.positions[np.isfinite(self.positions).all(1)] if len(self.positions) else self.positions
+        if not len(pts):
+            return None
+        (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
+        return float(x0), float(y0), float(x1), float(y1)
+
+    def reset_range(self, padding: float = 0.05) -> None:
+        """Fit the view to the points alone (not to the cursor or overlays, which may lie far outside)."""
+        bounds = self.data_bounds()
+        if bounds is None:
+            return
+        x0, y0, x1, y1 = bounds
+        w, h = max(x1 - x0, 1e-6), max(y1 - y0, 1e-6)
+        self.view.setRange(QRectF(x0, y0, w, h), padding=padding)
 
     def set_labels(self, labels: np.ndarray, label_names: Sequence[str]) -> None:
         """(Re)colour the points by label (negative labels are drawn grey as 'unlabelled')."""
@@ -244,11 +270,15 @@ class LatentMapView(QWidget):
 
     def clear_points(self) -> None:
         self.positions = np.zeros((0, 2), np.float32)
+        self._hovered = -1
         for item in self.scatter_items:
             item.clear()
         self.legend.clear()
-        self.hover_marker.clear()
-        self.selected_marker.clear()
+        for marker in (self.hover_marker, self.selected_marker, self.extra_scatter, *self.group_items.values()):
+            marker.clear()
+        self.set_arrows([])
+        self.set_path(None)
+        self.set_trust_image(None, None)
 
     def set_extra_points(self, positions: np.ndarray | None) -> None:
         if positions is None or len(positions) == 0:
@@ -304,6 +334,17 @@ class LatentMapView(QWidget):
                 if np.hypot(offset.x(), offset.y()) <= CURSOR_GRAB_PX:
                     self._drag_offset = offset
                     return True
+            # Not on the cursor: pyqtgraph pans as usual; a release close to here is a click on a point.
+            self._press_pos = event.position() if event.button() == Qt.MouseButton.LeftButton else None
+        elif (kind == QEvent.Type.MouseButtonRelease and self._drag_offset is None and self._press_pos is not None
+              and event.button() == Qt.MouseButton.LeftButton):
+            moved = event.position() - self._press_pos
+            self._press_pos = None
+            if np.hypot(moved.x(), moved.y()) <= CLICK_SLOP_PX:
+                scene = self.plot.viewportTransform().inverted()[0].map(event.position())
+                idx = self._pick(scene)
+                if idx >= 0:
+                    self.pointClicked.emit(idx)
         elif kind == QEvent.Type.MouseMove and self._drag_offset is not None:
             p = self._viewport_to_view(event.position() - self._drag_offset)
             self.cursor.setPos(p)  # emits cursorMoved through _cursor_changed
@@ -349,13 +390,6 @@ class LatentMapView(QWidget):
             else:
                 self.hover_marker.clear()
             self.pointHovered.emit(idx)
-
-    def _mouse_clicked(self, event) -> None:
-        if event.button() != Qt.MouseButton.LeftButton or event.isAccepted():
-            return
-        idx = self._pick(event.scenePos())
-        if idx >= 0:
-            self.pointClicked.emit(idx)
 
     # ------------------------------------------------------------ lasso
     def start_lasso(self) -> None:

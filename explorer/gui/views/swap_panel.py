@@ -24,8 +24,8 @@ from ..theme import error_css, muted_css
 from .image_panel import ImagePanel, grid
 
 if TYPE_CHECKING:
-    from ..main_window import MainWindow
-    from ..model_entry import ModelEntry
+    from ..controllers.explorer import ExplorerController
+    from explorer.core.explore import OpenModel as ModelEntry
 
 SWAP_COUNT = 8  # images in the strip
 # The pair "Train face-style pair…" trains: the CLI's defaults (`latent-explorer swap train`), ~15 s on one CPU
@@ -34,9 +34,9 @@ PAIR_DEFAULTS: dict[str, Any] = {"count": 4000, "size": 32, "latent_dim": 16, "h
 
 
 class SwapPanel(QGroupBox):
-    def __init__(self, window: "MainWindow") -> None:
+    def __init__(self, explorer: "ExplorerController") -> None:
         super().__init__("Decoder swap")
-        self.win = window
+        self.ctx = explorer
         self.pair_options: dict[str, Any] = dict(PAIR_DEFAULTS)
         self.count = SWAP_COUNT
         self.rows: np.ndarray | None = None  # (3, N, H, W, C) uint8: images, A's reconstruction, swapped
@@ -127,8 +127,8 @@ class SwapPanel(QGroupBox):
             self.compute()
 
     def models_changed(self) -> None:
-        """Refill the combo boxes from the window's open models, keeping the choices that are still open."""
-        entries = list(self.win.entries)
+        """Refill the combo boxes from the open models, keeping the choices that are still open."""
+        entries = list(self.ctx.state.models)
         prev_a, prev_b = self.entry_a(), self.entry_b()
         self._a_entries = [e for e in entries if e.model.capabilities.has_encoder]
         self._b_entries = entries
@@ -174,7 +174,7 @@ class SwapPanel(QGroupBox):
         return None
 
     def _default_a(self) -> "ModelEntry | None":
-        current = self.win.current
+        current = self.ctx.state.current
         if current in self._a_entries:
             return current
         return self._a_entries[0] if self._a_entries else None
@@ -198,7 +198,7 @@ class SwapPanel(QGroupBox):
         self._generation += 1
         gen = self._generation
         model_a, model_b, data, count = a.model, b.model, a.data, self.count
-        dataset_for = self.win._dataset_for
+        dataset_for = self.ctx.dataset_for
 
         def work(progress, cancel):
             d = data if data is not None else dataset_for(a)  # A's data set may still be loading
@@ -230,11 +230,11 @@ class SwapPanel(QGroupBox):
                 self.strip.setVisible(False)
                 self.error.setText(msg.partition(": ")[2] or msg)
 
-        self.win.tasks.start(work, on_done=done, on_error=failed)
+        self.ctx.tasks.start(work, on_done=done, on_error=failed)
 
     # ------------------------------------------------------------ training a pair
     def _pair_paths(self) -> tuple[Path, Path]:
-        folder = Path(self.win.training.checkpoint_dir) / "face-styles"
+        folder = Path(self.ctx.checkpoint_dir()) / "face-styles"
         stamp = time.strftime("%Y%m%d-%H%M%S")
         for k in range(1, 1000):
             tag = stamp if k == 1 else f"{stamp}-{k}"
@@ -286,7 +286,7 @@ class SwapPanel(QGroupBox):
                               f"{Path(paths[0]).parent}; opening both.")
             self._pending_pair = paths
             for p in paths:
-                self.win.open_model(p)
+                self.ctx.open_model(p)
             self.models_changed()
 
         def failed(msg: str) -> None:
@@ -303,7 +303,7 @@ class SwapPanel(QGroupBox):
             self.progress.setFormat(f"{text} (%p%)")
             self.progress.setToolTip(detail)
 
-        task = self.win.tasks.start(work, on_done=done, on_error=failed, on_cancel=cancelled, on_progress=progressed)
+        task = self.ctx.tasks.start(work, on_done=done, on_error=failed, on_cancel=cancelled, on_progress=progressed)
         if self.training:  # still running (a synchronous runner has finished it already)
             self._train_task = task
 
@@ -325,7 +325,7 @@ class SwapPanel(QGroupBox):
             self.error.setText("Nothing to export yet: pick A and B and press Swap.")
             return
         rows = self.rows
-        self.win.run_io(lambda: write_swap_grid(path, rows), f"Exported the decoder swap to {path}", self.error)
+        self.ctx.run_io(lambda: write_swap_grid(path, rows), f"Exported the decoder swap to {path}", self.error)
 
 
 __all__ = ["PAIR_DEFAULTS", "SWAP_COUNT", "SwapPanel"]
