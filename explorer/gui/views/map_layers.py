@@ -508,26 +508,35 @@ class MapLayers:
         self.index: PointIndex | None = None
 
     def set_points(self, positions: np.ndarray, labels: np.ndarray, label_names: Sequence[str] = (),
-                   image_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+                   image_fn: Callable[[np.ndarray], np.ndarray] | None = None, *, density: bool = True) -> None:
+        """New points. ``density=False`` keeps only the index and thumbnails (a small map drawn by scatters)."""
         positions = np.ascontiguousarray(positions, np.float32)
         labels = np.asarray(labels)
         n_labels = max(len(label_names), int(labels.max()) + 1 if len(labels) else 0)
         self.index = PointIndex(positions)
-        self.density.set_data(positions, labels, n_labels, index=self.index)
+        if density:
+            self.density.set_data(positions, labels, n_labels, index=self.index)
+        else:
+            self.density.clear()
+        self.density.setVisible(density)
+        self.thumbnails.set_data(self.index, image_fn if image_fn is not None else self.thumbnails.image_fn)
+
+    def set_image_source(self, image_fn: Callable[[np.ndarray], np.ndarray] | None) -> None:
+        """Where thumbnails come from: ``image_fn(indices) -> (k, C, H, W) uint8`` (None: no thumbnails)."""
         self.thumbnails.set_data(self.index, image_fn)
 
     def set_labels(self, labels: np.ndarray, label_names: Sequence[str] = ()) -> None:
         labels = np.asarray(labels)
         self.density.set_colours(labels, max(len(label_names), int(labels.max()) + 1 if len(labels) else 0))
 
-    def set_visible(self, visible: bool) -> None:
-        self.density.setVisible(visible)
-        self.thumbnails.setVisible(visible)
+    @property
+    def dense(self) -> bool:
+        return self.density.isVisible() and len(self.density.positions) > 0
 
     def clear(self) -> None:
         self.index = None
         self.density.clear()
-        self.thumbnails.set_data(None, None)
+        self.thumbnails.set_data(None, self.thumbnails.image_fn)
 
     def nearest(self, points: np.ndarray) -> tuple[float, int]:
         return self.index.nearest(points) if self.index is not None else (math.inf, -1)
