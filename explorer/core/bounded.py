@@ -138,5 +138,14 @@ def json_depth(doc: Any) -> int:
     return deepest
 
 
-__all__ = ["BoundsError", "MAX_HEADER_BYTES", "MAX_JSON_BYTES", "MAX_JSON_DEPTH", "is_regular_file", "json_depth",
-           "load_json", "open_regular", "safetensors_header_size"]
+__all__ = [
+    "MAX_HEADER_BYTES",
+    "MAX_JSON_BYTES",
+    "MAX_JSON_DEPTH",
+    "BoundsError",
+    "is_regular_file",
+    "json_depth",
+    "load_json",
+    "open_regular",
+    "safetensors_header_size",
+]

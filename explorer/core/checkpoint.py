@@ -274,10 +274,7 @@ def _open(path: Path):
             raise CheckpointError(f"{path}: file not found")
         if path.is_dir():
             raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
-        size = path.stat().st_size
-        if size < 8:
-            raise CheckpointError(f"{path.name}: file is empty or truncated ({size} bytes)")
-        safetensors_header_size(path)
+        safetensors_header_size(path)  # a FIFO or device is refused here, before anything blocks on it
     except BoundsError as exc:
         raise CheckpointError(f"{path.name}: {exc}.{hint}") from None
     except OSError as exc:
@@ -490,11 +487,11 @@ def _check_layout(expected: dict[str, tuple[tuple[int, ...], Any]], layout: dict
         )
     for key, (shape, dtype) in expected.items():
         got_shape, got_dtype = layout[key]
+        _check_dtype(key, got_dtype, dtype, name)
         if got_shape != shape:
             raise CheckpointError(
                 f"{name}: tensor {key!r} has shape {got_shape} but the config ({_describe(config)}) expects {shape}"
             )
-        _check_dtype(key, got_dtype, dtype, name)
 
 
 def _check_dtype(key: str, got: str, want: torch.dtype, name: str) -> None:
@@ -561,8 +558,9 @@ def _check_and_load_state(model: LatentModel, tensors: dict[str, torch.Tensor], 
 
 def _check_optimizer_tensors(tensors: dict[str, torch.Tensor], name: str) -> None:
     for key, val in tensors.items():
-        if not (val.is_floating_point() or val.dtype in _TORCH_TO_ST):
-            raise CheckpointError(f"{name}: optimiser tensor {key!r} has unsupported dtype {val.dtype}")
+        if val.dtype not in _TORCH_TO_ST:  # float8 and friends: not what any optimiser here saves
+            raise CheckpointError(f"{name}: optimiser tensor {key!r} has unsupported dtype "
+                                  f"{str(val.dtype).replace('torch.', '')}")
         if val.is_floating_point() and not bool(torch.isfinite(val).all()):
             raise CheckpointError(f"{name}: saved optimiser state {key!r} contains NaN or infinite values; "
                                   "resuming from it would spoil the weights at the first step")
@@ -623,7 +621,9 @@ def load(
 
 
 def restore_optimizers(model: LatentModel, optimizers: dict[str, torch.optim.Optimizer]) -> bool:
-    """Load optimiser state saved with the model (see ``load(with_optimizer_state=True)``). False if none."""
+    """Load optimiser state saved with the model (see ``load(with_optimizer_state=True)``). False if none.
+
+    Saved state that does not fit the optimisers (wrong keys, sizes, types) raises :class:`CheckpointError`."""
     saved = getattr(model, "optimizer_state", None)
     if not saved or not saved.get("meta"):
         return False
@@ -631,18 +631,27 @@ def restore_optimizers(model: LatentModel, optimizers: dict[str, torch.optim.Opt
         meta = saved["meta"].get(name)
         if meta is None:
             return False
-        state: dict[int, dict[str, Any]] = {}
-        prefix = f"{OPTIMIZER_PREFIX}{name}/"
-        for key, val in saved["tensors"].items():
-            if key.startswith(prefix):
-                idx, field = key[len(prefix):].split("/", 1)
-                state.setdefault(int(idx), {})[field] = val
-        for idx, plain in meta.get("plain_state", {}).items():
-            state.setdefault(int(idx), {}).update(plain)
         try:
-            opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-        except (ValueError, KeyError, RuntimeError) as exc:
-            raise CheckpointError(f"saved optimiser state for {name!r} does not match the model: {exc}") from exc
+            state: dict[int, dict[str, Any]] = {}
+            prefix = f"{OPTIMIZER_PREFIX}{name}/"
+            for key, val in saved["tensors"].items():
+                if key.startswith(prefix):
+                    idx, field = key[len(prefix):].split("/", 1)
+                    state.setdefault(int(idx), {})[field] = val
+            for idx, plain in meta.get("plain_state", {}).items():
+                if not isinstance(plain, dict):
+                    raise ValueError(f"plain state of parameter {idx} is not an object")
+                state.setdefault(int(idx), {}).update(plain)
+            groups = meta["param_groups"]
+            for group in groups:
+                for key in ("lr", "eps", "weight_decay"):
+                    if key in group and not (isinstance(group[key], (int, float)) and not isinstance(group[key], bool)
+                                             and math.isfinite(group[key]) and group[key] >= 0):
+                        raise ValueError(f"param_groups {key} must be a finite number >= 0, got {group[key]!r}")
+            opt.load_state_dict({"state": state, "param_groups": groups})
+        except (ValueError, KeyError, RuntimeError, TypeError, IndexError, AttributeError) as exc:
+            raise CheckpointError(f"saved optimiser state for {name!r} does not match the model: "
+                                  f"{_short(exc)}") from exc
     return True
 
 
@@ -663,8 +672,12 @@ def load_state_dict_file(
     try:
         cls = get_family(family)
         model = build_model(family, cls.config_cls.from_dict(config))
-    except (KeyError, TypeError, ValueError) as exc:
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise CheckpointError(f"{path.name}: invalid {family} config: {exc}") from exc
+    except (MemoryError, RuntimeError) as exc:
+        raise CheckpointError(f"{path.name}: cannot build the {family} model: {_short(exc)}") from exc
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:

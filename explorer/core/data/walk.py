@@ -180,4 +180,4 @@ def list_folder(root: str | os.PathLike[str], extensions: frozenset[str], *, max
     return FolderListing(ordered, loose, walk.n_folders, walk.skipped)
 
 
-__all__ = ["FolderListing", "MAX_DEPTH", "MAX_FILES", "MAX_FOLDERS", "list_folder"]
+__all__ = ["MAX_DEPTH", "MAX_FILES", "MAX_FOLDERS", "FolderListing", "list_folder"]
