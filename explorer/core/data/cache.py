@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from ..progress import Cancelled, ProgressFn, Throttle
-from .transforms import CropFn, DecodedFiles, center_square_box, decode_files, to_luminance
+from .transforms import DECODER_VERSION, CropFn, DecodedFiles, center_square_box, decode_files, to_luminance
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,8 @@ class DecodeCache:
     @staticmethod
     def identity(source: str, size: int, crop: CropFn, channels: int | None, extra: Any = None) -> str:
         doc = json.dumps({"format": CACHE_FORMAT, "source": str(source), "size": int(size), "crop": _crop_id(crop),
-                          "channels": channels, "extra": extra}, sort_keys=True, default=str)
+                          "channels": channels, "extra": extra, "decoder": DECODER_VERSION},
+                         sort_keys=True, default=str)
         return hashlib.sha256(doc.encode("utf-8")).hexdigest()[:40]
 
     def _paths(self, ident: str) -> tuple[Path, Path]:
