@@ -1,4 +1,5 @@
-"""``latent-explorer export interpolate|traverse MODEL``: walks through latent space as PNG / GIF / MP4."""
+"""``latent-explorer export interpolate|traverse|manifold MODEL``: walks through latent space as PNG / GIF / MP4,
+and the decoded manifold (a grid of images decoded across a map) as PNG."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ from .args import (
 
 
 def add_parser(sub: Any) -> None:
-    ex = sub.add_parser("export", help="export an interpolation or a traversal as PNG / GIF / MP4 (headless)")
-    exsub = ex.add_subparsers(dest="export_command", parser_class=Parser, metavar="{interpolate,traverse}")
+    ex = sub.add_parser("export", help="export an interpolation, a traversal (PNG / GIF / MP4) or the decoded "
+                                       "manifold (PNG), headless")
+    exsub = ex.add_subparsers(dest="export_command", parser_class=Parser,
+                              metavar="{interpolate,traverse,manifold}")
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("model", help="a .safetensors checkpoint")
@@ -74,6 +77,34 @@ def add_parser(sub: Any) -> None:
                     help="attribute vector: regression (bias-corrected, default) or the plain mean difference")
     tp.add_argument("--limit", type=positive_int, default=10000,
                     help="encode at most N images to compute the attribute vector (default 10000)")
+
+    mp = exsub.add_parser(
+        "manifold", help="a grid of images decoded across the data's map (the VAE paper's figure 4)",
+        description="Encode the data set, compute a 2-D map of its latents and decode a grid of tiles across the "
+                    "map: through the exact inverse for pca and dims, the learned inverse for tsne and umap, "
+                    "with tiles greyed where that inverse is not trusted (far from the data). Writes a PNG whose "
+                    "top row is the top of the map (largest y). A GAN's map is made of prior samples.")
+    mp.add_argument("model", help="a .safetensors checkpoint")
+    mp.add_argument("--dataset", default=None, help="data set to encode (default: the one the model was trained on)")
+    mp.add_argument("--count", type=positive_int, default=None, help="faces: how many to draw (default 12000)")
+    mp.add_argument("--out", required=True, help="output .png")
+    mp.add_argument("--grid", type=positive_int, default=20,
+                    help="tiles along the map's longer side (default 20; at most 64)")
+    mp.add_argument("--projection", choices=["pca", "dims", "tsne", "umap"], default="pca",
+                    help="the map (default pca)")
+    mp.add_argument("--dims", type=index_list, default=(0, 1), metavar="I,J",
+                    help="--projection dims: the two latent dimensions (default 0,1)")
+    mp.add_argument("--bounds", type=float_, nargs=4, default=None, metavar=("X0", "Y0", "X1", "Y1"),
+                    help="the map rectangle to tile (default: the data's extent, 0.5%% trimmed each side)")
+    mp.add_argument("--limit", type=positive_int, default=5000,
+                    help="encode at most N images for the map (default 5000)")
+    mp.add_argument("--threshold", type=float_, default=0.5,
+                    help="trust below which tiles fade to grey (default 0.5; 0: never)")
+    mp.add_argument("--scale", type=positive_int, default=None,
+                    help="repeat each pixel N times (default: enough for 48 px tiles)")
+    mp.add_argument("--pad", type=nonnegative_int, default=0, help="pixels between tiles (default 0)")
+    mp.add_argument("--seed", type=int, default=0, help="t-SNE / UMAP seed and the GAN's prior samples")
+    mp.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps")
 
 
 def _export_target(args: argparse.Namespace) -> str:
@@ -303,15 +334,91 @@ def cmd_export_traverse(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_manifold(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    from explorer.core.checkpoint import WriteError, atomic_write
+    from explorer.core.compare.alignment import map_bounds
+    from explorer.core.latent.manifold import MAX_TILES, decode_manifold, grid_shape
+    from explorer.core.latent.projection import make_projection
+
+    t0 = time.perf_counter()
+    if Path(args.out).suffix.lower() != ".png":
+        raise CLIError(f"--out {args.out}: the manifold is a picture; use a file name ending in .png")
+    if Path(args.out).is_dir():
+        raise CLIError(f"--out {args.out} is a folder; give a file name")
+    if args.grid > 64:
+        raise CLIError(f"--grid {args.grid} is too large: at most 64 tiles a side ({MAX_TILES} tiles)")
+    if not 0 <= args.threshold <= 1:
+        raise CLIError(f"--threshold {args.threshold} must be between 0 and 1")
+    model = _export_model(args)
+    if args.projection == "dims":
+        if len(args.dims) != 2 or args.dims[0] == args.dims[1]:
+            raise CLIError(f"--dims needs two different latent dimensions, got {','.join(map(str, args.dims))}")
+        if max(args.dims) >= model.latent_dim:
+            raise CLIError(f"--dims {max(args.dims)} is out of range: the latent space has {model.latent_dim} "
+                           f"dimensions (0 to {model.latent_dim - 1})")
+    info: dict[str, Any] = {}
+    if model.capabilities.has_encoder:
+        data = model_data(args.dataset, model, count=args.count)
+        rows = np.arange(min(args.limit, len(data)))
+        z = _encode_rows(model, data, rows)
+        info["dataset"] = data.name
+    else:
+        with torch.no_grad():
+            z = model.prior_sample(args.limit, torch.Generator().manual_seed(args.seed)).cpu().numpy()
+        info["prior_samples"] = int(len(z))
+    options: dict[str, Any] = {}
+    if args.projection == "dims":
+        options = {"i": args.dims[0], "j": args.dims[1]}
+    elif args.projection in ("tsne", "umap"):
+        options = {"seed": args.seed}
+    try:
+        projection = make_projection(args.projection, **options)
+        xy = projection.fit(z)
+        projection.fit_inverse()
+    except ValueError as exc:
+        raise CLIError(str(exc)) from exc
+    bounds = tuple(args.bounds) if args.bounds is not None else map_bounds(xy)
+    try:
+        r, c = grid_shape(bounds, grid=args.grid, max_side=64)
+        manifold = decode_manifold(model, projection, bounds, r, c)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from exc
+    tile = max(model.image_shape[1:])
+    scale = args.scale or max(1, -(-48 // tile))
+    picture = manifold.mosaic(threshold=args.threshold, pad=args.pad, scale=scale)
+
+    def write(tmp: Any) -> None:
+        from PIL import Image
+
+        Image.fromarray(picture).save(tmp, format="PNG")
+
+    try:
+        out = atomic_write(args.out, write)
+    except WriteError as exc:
+        raise CLIError(str(exc)) from exc
+    print(json.dumps({"out": str(out), "rows": r, "cols": c, "projection": args.projection,
+                      "bounds": [round(float(v), 6) for v in bounds], "size": [picture.shape[1], picture.shape[0]],
+                      "trusted_tiles": int((manifold.trust >= args.threshold).sum()), **info,
+                      "seconds": round(time.perf_counter() - t0, 3)}))
+    return 0
+
+
 EXPORT_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "interpolate": cmd_export_interpolate,
     "traverse": cmd_export_traverse,
+    "manifold": cmd_export_manifold,
 }
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     if not getattr(args, "export_command", None):
-        raise CLIError("latent-explorer export: choose interpolate or traverse (see --help)")
+        raise CLIError("latent-explorer export: choose interpolate, traverse or manifold (see --help)")
     return EXPORT_COMMANDS[args.export_command](args)
 
 
