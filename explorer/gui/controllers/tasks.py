@@ -42,6 +42,7 @@ class LatestWinsWorker(QObject):
 
     result = Signal(int, object, object)  # generation, request, result
     failed = Signal(int, str)
+    _served = Signal(int, object, object)  # from whichever thread served it; _deliver orders them
 
     def __init__(self, fn: Callable[[Any], Any], *, synchronous: bool = False, name: str = "decode") -> None:
         super().__init__()
@@ -54,6 +55,10 @@ class LatestWinsWorker(QObject):
         self._busy = False
         self._cost_s = float("inf")  # unknown until measured on the worker
         self._thread: threading.Thread | None = None
+        self._delivered = 0  # newest generation shown so far
+        # A result served on the thread arrives queued; one served inline arrives at once. Without ordering
+        # them, a queued older result could land after a newer inline one and the image would jump back.
+        self._served.connect(self._deliver)
         if not synchronous:
             # The GUI thread runs Python (slots, pyqtgraph painting) right after submitting; with the
             # default 5 ms GIL switch interval the worker would wait that long to start decoding.
@@ -101,7 +106,13 @@ class LatestWinsWorker(QObject):
         else:
             self._cost_s = 0.8 * self._cost_s + 0.2 * cost
         if gen == self._generation:  # a newer request makes this one stale
-            self.result.emit(gen, request, out)
+            self._served.emit(gen, request, out)
+
+    def _deliver(self, gen: int, request: Any, out: Any) -> None:
+        if gen <= self._delivered:
+            return  # an older request's result, overtaken by a newer one already shown
+        self._delivered = gen
+        self.result.emit(gen, request, out)
 
     def reset_cost(self) -> None:
         """Forget the cost estimate (e.g. the function now serves another model)."""
