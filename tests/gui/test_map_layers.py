@@ -164,3 +164,56 @@ def test_thumbnails_appear_at_close_zoom_only(qtbot, synchronous):
     assert layers.thumbnails.last_drawn == in_view > 0 and layers.thumbnails.last_size >= 24
     assert set(np.concatenate(asked)) == set(layers.index.in_rect(10, 10, 20, 20))
     layers.thumbnails.stop()
+
+
+def test_the_map_view_swaps_its_scatters_for_the_density_layer_above_the_threshold(qtbot):
+    from PySide6.QtCore import QEvent, QPointF, Qt
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    from explorer.gui.views.map_view import LatentMapView
+
+    view = LatentMapView()
+    view.resize(500, 400)
+    qtbot.addWidget(view)
+    view.show()
+    qtbot.waitExposed(view)
+    view.density_threshold = 2000  # the real threshold is 100k: the switch is what is tested, not the size
+    rng = np.random.default_rng(0)
+    small = rng.normal(size=(1500, 2)).astype(np.float32)
+    view.set_points(small, np.arange(1500) % 3, ["a", "b", "c"])
+    assert sum(len(i.data) for i in view.scatter_items) == 1500 and not view.layers.dense
+    big = rng.normal(size=(5000, 2)).astype(np.float32)
+    labels = np.arange(5000) % 3
+    view.set_points(big, labels, ["a", "b", "c"])
+    assert sum(len(i.data) for i in view.scatter_items) == 0 and view.layers.dense
+    assert len(view.legend.items) == 3  # the legend still names every label
+    view.grab()
+    assert view.layers.density.last_visible == 5000
+    # Lasso through the view's own mouse handling, answered by the fast polygon test over the layers' index.
+    got = []
+    view.lassoFinished.connect(got.append)
+    view.start_lasso()
+    vp = view.plot.viewport()
+
+    def at(x, y):
+        return view.plot.mapFromScene(view.view.mapViewToScene(QPointF(x, y)))
+
+    def send(kind, p, button, buttons):
+        ev = QMouseEvent(kind, QPointF(p), QPointF(vp.mapToGlobal(p)), button, buttons, Qt.KeyboardModifier.NoModifier)
+        QApplication.sendEvent(vp, ev)
+
+    left, none = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton
+    corners = [(0, 0), (1.5, 0), (1.5, 1.5), (0, 1.5)]
+    send(QEvent.Type.MouseButtonPress, at(*corners[0]), left, left)
+    for c in corners[1:]:
+        send(QEvent.Type.MouseMove, at(*c), none, left)
+    send(QEvent.Type.MouseButtonRelease, at(*corners[-1]), left, none)
+    inside = got[-1]
+    expect = np.flatnonzero((big >= 0).all(1) & (big <= 1.5).all(1))
+    assert abs(len(inside) - len(expect)) <= 0.05 * len(expect) + 5  # pixel rounding of the drawn outline
+    # Back under the threshold: scatters again.
+    view.set_points(small, np.arange(1500) % 3, ["a", "b", "c"])
+    assert sum(len(i.data) for i in view.scatter_items) == 1500 and not view.layers.dense
+    view.clear_points()
+    assert view.layers.index is None

@@ -21,6 +21,8 @@ from PySide6.QtWidgets import QGraphicsItem, QVBoxLayout, QWidget
 
 from explorer.core.imaging import PALETTE_HEX, label_colours_hex
 
+from .map_layers import DENSITY_THRESHOLD, MapLayers, points_in_polygon_fast
+
 # The one label palette (explorer.core.imaging): the map, the Compare tab and exported PNGs agree.
 PALETTE = list(PALETTE_HEX)
 HOVER_RADIUS_PX = 12
@@ -131,6 +133,10 @@ class LatentMapView(QWidget):
         # One scatter item per label, each with a single shared brush: recolouring is a cheap re-partition
         # and each item renders from its own device-coordinate cache.
         self.scatter_items: list[pg.ScatterPlotItem] = []
+        # Large maps (map_layers.py): above density_threshold points a density image replaces the scatters;
+        # the layers also hold the point index the lasso uses, and thumbnails once an image source is set.
+        self.layers = MapLayers(self.plot)
+        self.density_threshold = DENSITY_THRESHOLD
 
         self.extra_scatter = UniformScatter(pxMode=True, size=9, pen=pg.mkPen("k", width=1.5),
                                                 brush=pg.mkBrush("#ffff00"), symbol="star")
@@ -260,17 +266,23 @@ class LatentMapView(QWidget):
             self.plot.addItem(item)
             self.scatter_items.append(item)
         self.legend.clear()
+        dense = len(self.positions) > self.density_threshold
         for item, (mask, name, colour) in zip(self.scatter_items, groups):
             item.setBrush(pg.mkBrush(colour), update=False)
-            item.setData(pos=self.positions[mask])
+            if dense:
+                item.clear()  # drawn by the density layer; the empty item still serves as the legend's sample
+            else:
+                item.setData(pos=self.positions[mask])
             if mask.any():
                 self.legend.addItem(item, name)
         for item in self.scatter_items[len(groups):]:
             item.clear()
+        self.layers.set_points(self.positions, labels, names, density=dense)
 
     def clear_points(self) -> None:
         self.positions = np.zeros((0, 2), np.float32)
         self._hovered = -1
+        self.layers.clear()
         for item in self.scatter_items:
             item.clear()
         self.legend.clear()
@@ -279,6 +291,11 @@ class LatentMapView(QWidget):
         self.set_arrows([])
         self.set_path(None)
         self.set_trust_image(None, None)
+
+    def set_image_source(self, image_fn: Callable[[np.ndarray], np.ndarray] | None) -> None:
+        """Show data points as their images at close zoom: ``image_fn(indices) -> (k, C, H, W) uint8``
+        (e.g. ``lambda idx: data.images[idx]``, a memory map is fine); None turns thumbnails off."""
+        self.layers.set_image_source(image_fn)
 
     def set_extra_points(self, positions: np.ndarray | None) -> None:
         if positions is None or len(positions) == 0:
@@ -421,7 +438,10 @@ class LatentMapView(QWidget):
         if kind == QEvent.Type.MouseButtonRelease and self._lasso is not None:
             outline = np.asarray(self._lasso, np.float64)
             self.cancel_lasso()
-            inside = points_in_polygon(self.positions, outline) if len(outline) >= 3 else np.zeros(0, np.int64)
+            index = self.layers.index if self.layers.index is not None and \
+                len(self.layers.index.positions) == len(self.positions) else None
+            inside = (points_in_polygon_fast(self.positions, outline, index=index) if len(outline) >= 3
+                      else np.zeros(0, np.int64))
             self.lassoFinished.emit(inside)
             return True
         return kind in (QEvent.Type.MouseButtonPress, QEvent.Type.MouseMove, QEvent.Type.MouseButtonRelease)
