@@ -8,7 +8,8 @@ so its peak memory is its own:
 * pick_p95_ms: nearest point to a random spot (KD-tree), per query;
 * lasso_ms: the points inside a 200-vertex outline holding about half the points (500k at 1M), median;
 * set_points_s: hand the points to the layers (sorted index + KD-tree + colours), first frame included;
-* peak_mb: the process's peak resident memory.
+* peak_mb: the process's peak resident memory;
+* *_cpu_*: the same figures in this process's CPU time, which a shared, loaded machine does not inflate.
 
 Folder (``--images N``, default 202,599 JPEGs of 178x218, CelebA's count and size, drawn with Pillow into a
 temporary folder): first_open_s (decode into the on-disk cache), second_open_s (memory-mapped), peak MB
@@ -85,22 +86,24 @@ def bench_map(n: int) -> dict:
     vp.repaint()
     set_points_s = time.perf_counter() - t0
 
-    zoom = []
+    zoom, zoom_cpu = [], []
     for i in range(60):
         f = 0.8 if (i // 6) % 2 == 0 else 1.25  # in and out, staying around the whole map
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         vb.scaleBy((f, f))
         vp.repaint()
         zoom.append(time.perf_counter() - t0)
+        zoom_cpu.append(time.process_time() - c0)
     vb.autoRange(padding=0.05)
     vp.repaint()
-    pan = []
+    pan, pan_cpu = [], []
     for i in range(60):
         px = vb.viewPixelSize()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         vb.translateBy(x=(5 if (i // 15) % 2 == 0 else -5) * px[0])
         vp.repaint()
         pan.append(time.perf_counter() - t0)
+        pan_cpu.append(time.process_time() - c0)
     mode = layers.density.last_mode
 
     picks = []
@@ -116,15 +119,20 @@ def bench_map(n: int) -> dict:
     th = np.linspace(0, 2 * np.pi, 200, endpoint=False)
     wobble = 1 + 0.05 * np.sin(7 * th)
     poly = np.c_[centre[0] + radius * wobble * np.cos(th), centre[1] + radius * wobble * np.sin(th)]
-    lasso = []
+    lasso, lasso_cpu = [], []
     for _ in range(5):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         inside = layers.lasso(poly)
         lasso.append(time.perf_counter() - t0)
+        lasso_cpu.append(time.process_time() - c0)
     return {
         "points": n, "zoom_frame_p95_ms": p95(zoom), "zoom_frame_median_ms": round(float(np.median(zoom)) * 1000, 2),
         "pan_frame_p95_ms": p95(pan), "pick_p95_ms": p95(picks), "lasso_ms": round(float(np.median(lasso)) * 1000, 1),
         "lasso_points": int(len(inside)), "set_points_s": round(set_points_s, 3), "peak_mb": peak_mb(),
+        # CPU time of this process for the same frames: what the frame costs without waiting for a core
+        # (the development machine is shared; on a quiet one wall and CPU time agree for this 1-thread work).
+        "zoom_frame_cpu_p95_ms": p95(zoom_cpu), "pan_frame_cpu_p95_ms": p95(pan_cpu),
+        "lasso_cpu_ms": round(float(np.median(lasso_cpu)) * 1000, 1),
         "draw_mode": mode,
     }
 

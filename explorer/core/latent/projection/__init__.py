@@ -42,6 +42,23 @@ t-SNE stall the main thread for 1.5 s once. A GUI that must never stall can run 
 process (and kill it to cancel), then hand the embedding to ``fit_inverse`` here.
 
 Results can be cached to disk as plain arrays (``.npz`` + JSON, no pickle): see :class:`ProjectionCache`.
+
+Keeping up with large data
+--------------------------
+* ``fit(..., preview=fn)``: t-SNE hands ``fn`` its partial map (a copy, at most every 0.4 s) while it
+  optimises, also from the child process (``ProjectionProcess.fit(..., preview=fn)``), so the map can be drawn
+  forming.
+* Phases that cannot report (neighbour searches, numba compiling) move the bar at their expected pace
+  (``_Reporter.creep``) instead of leaving it still, never claiming the phase is done.
+* ``estimate.py``: ``estimate_seconds`` / ``describe_estimate`` say how long a map will take before it starts
+  (meant for maps past ``ESTIMATE_FROM`` = 200k points); ``suggest_parametric`` says when to offer the
+  parametric map instead.
+* ``parametric`` (``parametric.py``): t-SNE or UMAP on a sample, then a small network that places all
+  points (and any new one, also after a cache restore).
+
+Files: ``base.py`` (the surface, helpers, state format), ``pca.py``, ``dims.py``, ``inverse.py`` (the learned
+inverse and what the non-linear maps share), ``tsne.py``, ``umap.py``, ``parametric.py``, ``estimate.py``,
+``registry.py`` (``PROJECTIONS``, ``make_projection``), ``cache.py`` (on disk).
 """
 
 from __future__ import annotations
