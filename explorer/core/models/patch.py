@@ -69,10 +69,11 @@ class PatchConfig(ModelConfig):
         return rows * cols
 
     def validate(self) -> None:
-        super().validate()
-        check_choice("arch", self.arch, self.archs)
+        # The patch fields first: latent_dim is derived from them, so its own message would mislead.
         check_positive_int("patch_size", self.patch_size)
         check_positive_int("code_size", self.code_size)
+        super().validate()
+        check_choice("arch", self.arch, self.archs)
         check_positive_int("patches_per_image", self.patches_per_image)
         check_choice("activation", self.activation, ACTIVATIONS)
         if not isinstance(self.hidden, tuple):
