@@ -280,7 +280,8 @@ class TrainingPanel(QWidget):
         splitter.setSizes([330, 900])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        layout.addWidget(splitter)
+        layout.addLayout(self.buttons_row)
+        layout.addWidget(splitter, 1)
 
         self._redraw_timer = QTimer(self)
         self._redraw_timer.setInterval(CURVE_REDRAW_MS)
@@ -416,11 +417,11 @@ class TrainingPanel(QWidget):
         self.pause_button.clicked.connect(self.pause)
         self.resume_button.clicked.connect(self.resume)
         self.stop_button.clicked.connect(self.stop)
-        buttons.addWidget(self.start_button, 0, 0)
-        buttons.addWidget(self.stop_button, 0, 1)
-        buttons.addWidget(self.pause_button, 1, 0)
-        buttons.addWidget(self.resume_button, 1, 1)
-        outer.addLayout(buttons)
+        # One row above the form and the plots (built into the panel's layout below): on a short screen the
+        # form scrolls, but Start, Pause, Resume and Stop are always in view.
+        for col, button in enumerate((self.start_button, self.pause_button, self.resume_button, self.stop_button)):
+            buttons.addWidget(button, 0, col)
+        self.buttons_row = buttons
 
         self.message_label = QLabel("")
         self.message_label.setWordWrap(True)

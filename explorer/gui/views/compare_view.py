@@ -43,29 +43,30 @@ class CompareView(QWidget):
         self.metrics: list[dict[str, Any]] = []
         self._seed = 0
         outer = QVBoxLayout(self)
-        top = QHBoxLayout()
+        # Two rows of three: one row of five buttons is wider than the map area of a 1280-px screen.
+        top = QGridLayout()
+        placed = iter(divmod(k, 3) for k in range(6))
         self.refresh_button = QPushButton("Compare the open models")
         self.refresh_button.setToolTip("Every open model with a map of the same dataset, side by side")
         self.refresh_button.clicked.connect(self.refresh)
-        top.addWidget(self.refresh_button)
+        top.addWidget(self.refresh_button, *next(placed))
         self.reroll_button = QPushButton("New prior sample")
         self.reroll_button.setToolTip("Decode one new z ~ N(0, I) with every model")
         self.reroll_button.clicked.connect(self.reroll)
-        top.addWidget(self.reroll_button)
+        top.addWidget(self.reroll_button, *next(placed))
         self.metrics_button = QPushButton("Compute metrics")
         self.metrics_button.clicked.connect(self.compute_metrics)
-        top.addWidget(self.metrics_button)
+        top.addWidget(self.metrics_button, *next(placed))
         self.rd_button = QPushButton("Rate–distortion")
         self.rd_button.setToolTip("Reconstruction error against latent size for the open models, with PCA at the "
                                   "same sizes as the linear baseline (train models of other sizes in the Training "
                                   "dock to fill the curve)")
         self.rd_button.clicked.connect(self.compute_rate_distortion)
-        top.addWidget(self.rd_button)
+        top.addWidget(self.rd_button, *next(placed))
         self.export_button = QPushButton("Export…")
         self.export_button.setToolTip("Maps, prior-sample grids, reconstructions and metrics.csv into a folder")
         self.export_button.clicked.connect(self._ask_export)
-        top.addWidget(self.export_button)
-        top.addStretch(1)
+        top.addWidget(self.export_button, *next(placed))
         self.info = QLabel("Open two or more models of the same dataset (e.g. the demo's AE and VAE), then "
                            "press 'Compare the open models'.")
         self.info.setWordWrap(True)

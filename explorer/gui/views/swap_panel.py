@@ -54,13 +54,17 @@ class SwapPanel(QGroupBox):
         row = QHBoxLayout()
         row.addWidget(QLabel("Encoder (A)"))
         self.combo_a = QComboBox()
-        self.combo_a.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        # Long file names must not widen the whole Compare tab past a laptop screen.
+        self.combo_a.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.combo_a.setMinimumContentsLength(14)
         self.combo_a.setToolTip("Its encoder encodes images of its own data set")
         self.combo_a.activated.connect(lambda _i: self.compute())
         row.addWidget(self.combo_a, 1)
         row.addWidget(QLabel("Decoder (B)"))
         self.combo_b = QComboBox()
-        self.combo_b.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        # Long file names must not widen the whole Compare tab past a laptop screen.
+        self.combo_b.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.combo_b.setMinimumContentsLength(14)
         self.combo_b.setToolTip("Its decoder draws the codes from A's encoder")
         self.combo_b.activated.connect(self._b_picked)
         self._b_by_user = False  # B picked by hand stays; a default B moves off A once another model opens
