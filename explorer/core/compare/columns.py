@@ -60,5 +60,18 @@ METRIC_COLUMNS: list[MetricColumn] = [
     MetricColumn("sample_nn_rmse", "Sample NN dist.", "RMS per pixel (0-1 scale, at most 32 px a side)", "lower",
                  "RMS pixel distance from each prior sample to its nearest real training image: far above the "
                  "real images' value means off the data, but faint, blurry or copied samples also score low."),
+    # Naeem et al. 2020 (compare/prdc.py), on the judge's features, with 5 neighbours; test images are the reals.
+    MetricColumn("sample_precision", "Precision", "fraction", "higher",
+                 "Fidelity: the fraction of prior samples that fall inside the real images' feature manifold "
+                 "(within some real image's 5th-nearest-neighbour distance); blurry or off-data samples lower it."),
+    MetricColumn("sample_recall", "Recall", "fraction", "higher",
+                 "Diversity: the fraction of real test images that fall inside the samples' own feature manifold; "
+                 "a model that draws only some kinds of image (missing classes, one hair colour) scores low."),
+    MetricColumn("sample_density", "Density", "about 1 for real-like samples", "higher",
+                 "How many real images' neighbourhoods hold each sample, divided by 5: about 1 when samples are "
+                 "spread like real images, below where they fall in sparse or empty regions (robust to outliers)."),
+    MetricColumn("sample_coverage", "Coverage", "fraction", "higher",
+                 "The fraction of real test images whose neighbourhood holds at least one sample: which parts of "
+                 "the data the model can generate at all (robust to outlying samples, unlike recall)."),
 ]
 _METRIC_NAMES = [c.name for c in METRIC_COLUMNS]

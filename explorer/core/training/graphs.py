@@ -29,7 +29,7 @@ SETTINGS = ("auto", "on", "off")
 # Families whose train_step launches the same kernels at every step (the step number only names errors).
 GRAPH_SAFE_FAMILIES = frozenset({"ae", "vae", "gan"})
 WARMUP_STEPS = 3  # eager steps on a side stream before capture (lazy state: optimiser moments, autograd)
-CAPTURABLE_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD)
+CAPTURABLE_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW)  # the ones with a capturable (device-step) mode
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,8 @@ class GraphStep(EagerStep):
             for opt in optimizers.values():
                 for group in opt.param_groups:
                     group["capturable"] = True  # state 'step' on the device, no host reads in step()
+                # Warm-up steps and an epoch's smaller last batch run uncaptured on purpose.
+                opt._warned_capturable_if_run_uncaptured = True
 
     def _side_stream(self) -> contextlib.AbstractContextManager[Any]:
         if self._stream is None:
