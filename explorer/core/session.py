@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .bounded import BoundsError, load_json, safetensors_header_size
+from .bounded import BoundsError, is_regular_file, load_json, safetensors_header_size
 from .checkpoint import atomic_write
 
 SESSION_FORMAT = "latent-explorer-session"
@@ -87,8 +87,10 @@ class Session:
         from safetensors import safe_open
 
         name = Path(path).name
-        if not Path(path).is_file():
+        if not Path(path).exists():
             raise SessionError(f"{path}: no such session file")
+        if not is_regular_file(path):
+            raise SessionError(f"{name}: not a session file (a folder, FIFO or device, not a regular file)")
         try:
             safetensors_header_size(path)
         except BoundsError as exc:
