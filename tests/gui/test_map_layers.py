@@ -217,3 +217,27 @@ def test_the_map_view_swaps_its_scatters_for_the_density_layer_above_the_thresho
     assert sum(len(i.data) for i in view.scatter_items) == 1500 and not view.layers.dense
     view.clear_points()
     assert view.layers.index is None
+
+
+def test_panning_blits_from_the_rendered_margin_and_matches_a_fresh_render(qtbot):
+    w = _plot(qtbot)
+    pts, labels = np.random.default_rng(4).normal(size=(150_000, 2)).astype(np.float32), np.arange(150_000) % 4
+    layers = MapLayers(w)
+    layers.set_points(pts, labels, list("abcd"))
+    vb = w.getPlotItem().getViewBox()
+    vb.setRange(xRange=(-2, 2), yRange=(-2, 2), padding=0)
+    w.grab()
+    before = layers.density.renders
+    px = vb.viewPixelSize()
+    vb.translateBy(x=20 * px[0], y=-10 * px[1])  # whole pixels: the blit aligns exactly
+    panned = w.grab().toImage()
+    assert layers.density.renders == before  # no new image: the pan was a blit
+    layers.density._cache = None
+    fresh = w.grab().toImage()
+    assert layers.density.renders == before + 1
+    a = np.array([[panned.pixel(x, y) for x in range(60, 340, 7)] for y in range(20, 260, 7)])
+    b = np.array([[fresh.pixel(x, y) for x in range(60, 340, 7)] for y in range(20, 260, 7)])
+    assert np.mean(a == b) > 0.9  # the same picture (the opacity scale may differ by the margin's counts)
+    vb.scaleBy((0.5, 0.5))
+    w.grab()
+    assert layers.density.renders == before + 2  # a zoom renders anew

@@ -270,11 +270,11 @@ class DensityItem(pg.GraphicsObject):
         self._data_bounds = (0.0, 0.0, 0.0, 0.0)
         self.index: PointIndex | None = None
         self._bounds = QRectF()
-        self._cache_key: tuple | None = None
-        self._cache: tuple[QImage, np.ndarray] | None = None
+        self._cache: tuple | None = None  # (QImage, its pixels, rendered rect, x scale, y scale)
         self.last_mode = ""
         self.last_visible = 0
         self.points_max = POINT_MODE_MAX
+        self.renders = 0  # images computed (a pan or a repaint at the same scale reuses the last one)
 
     def set_data(self, positions: np.ndarray, labels: np.ndarray, n_labels: int | None = None,
                  index: PointIndex | None = None) -> None:
@@ -290,13 +290,12 @@ class DensityItem(pg.GraphicsObject):
                                   float(max(hi[1] - lo[1], 1e-9)))
         else:
             self._bounds = QRectF()
-        self._cache_key = None
         self._cache = None
         self.update()
 
     def set_colours(self, labels: np.ndarray, n_labels: int | None = None) -> None:
         self.colours = point_colours(labels, n_labels)
-        self._cache_key = None
+        self._cache = None
         self.update()
 
     def clear(self) -> None:
@@ -313,32 +312,47 @@ class DensityItem(pg.GraphicsObject):
         r = view.intersected(self._bounds.adjusted(-1e-6, -1e-6, 1e-6, 1e-6))
         return None if r.isEmpty() else r
 
+    PAN_MARGIN = 0.5  # of the view's size, rendered beyond each side: panning then blits from the image
+
     def paint(self, painter: QPainter, option, widget=None) -> None:  # noqa: ARG002
         r = self._visible_rect()
         if r is None or not len(self.positions):
             return
         dev = painter.transform().mapRect(r)
-        w, h = int(math.ceil(dev.width())), int(math.ceil(dev.height()))
-        if w < 1 or h < 1 or w > 16384 or h > 16384:
+        if dev.width() < 1 or dev.height() < 1 or dev.width() > 16384 or dev.height() > 16384:
             return
-        key = (r.left(), r.top(), r.right(), r.bottom(), w, h)
-        if key != self._cache_key or self._cache is None:
-            rect = (r.left(), r.top(), r.right(), r.bottom())
+        sx, sy = dev.width() / r.width(), dev.height() / r.height()  # device pixels per map unit
+        c = self._cache
+        hit = (c is not None and abs(c[3] / sx - 1) < 1e-6 and abs(c[4] / sy - 1) < 1e-6
+               and c[2][0] <= r.left() and c[2][1] <= r.top() and c[2][2] >= r.right() and c[2][3] >= r.bottom())
+        if not hit:
+            # Render the view plus a margin at the view's own scale; later frames at the same scale (a pan,
+            # a cursor moving over the map) blit from it. A zoom changes the scale and re-renders.
+            bx0, by0, bx1, by1 = self._data_bounds
+            eps = 1e-6 * max(bx1 - bx0, by1 - by0, 1e-12)
+            mw, mh = self.PAN_MARGIN * r.width(), self.PAN_MARGIN * r.height()
+            x0, y0 = max(r.left() - mw, bx0 - eps), max(r.top() - mh, by0 - eps)
+            x1, y1 = min(r.right() + mw, bx1 + eps), min(r.bottom() + mh, by1 + eps)
+            w = min(int(math.ceil((x1 - x0) * sx)), 16384)
+            h = min(int(math.ceil((y1 - y0) * sy)), 16384)
+            x1, y1 = x0 + w / sx, y0 + h / sy  # whole pixels at exactly the view's scale
             x, y, cols, bounds = self.x, self.y, self.colours, self._data_bounds
             if self.index is not None:
-                # Zoomed in: only the points in the view's x range are looked at. Zoomed out, gathering
+                # Zoomed in: only the points in the rendered x range are looked at. Zoomed out, gathering
                 # most of them would cost more than masking them all.
-                cand = self.index.x_slice(rect[0], rect[2])
+                cand = self.index.x_slice(x0, x1)
                 if len(cand) < 0.5 * len(self.positions):
                     x, y, cols, bounds = self.x[cand], self.y[cand], self.colours[:, cand], None
-            img, self.last_mode, self.last_visible = render_density(x, y, cols, rect, w, h,
+            img, self.last_mode, self.last_visible = render_density(x, y, cols, (x0, y0, x1, y1), w, h,
                                                                     points_max=self.points_max, bounds=bounds)
             qimg = QImage(img.data, w, h, 4 * w, QImage.Format.Format_RGBA8888)
-            self._cache, self._cache_key = (qimg, img), key
-        qimg = self._cache[0]
+            c = self._cache = (qimg, img, (x0, y0, x1, y1), sx, sy)
+            self.renders += 1
+        qimg, _, (x0, _, _, y1), _, _ = c
+        source = QRectF((r.left() - x0) * sx, (y1 - r.bottom()) * sy, dev.width(), dev.height())
         painter.save()
         painter.resetTransform()
-        painter.drawImage(QPointF(math.floor(dev.left()), math.floor(dev.top())), qimg)
+        painter.drawImage(dev, qimg, source)
         painter.restore()
 
 
