@@ -18,13 +18,17 @@ MODEL_CHOICES = {
     "vae": ("vae", {}),
     "gan": ("gan", {}),
     "pca": ("pca", {}),
+    "pixelcnn": ("pixelcnn", {}),  # no latent space; --latent-dim is ignored
+    "dcign": ("dcign", {}),  # a VAE trained on fixed-factor face batches (train on --dataset faces)
+    "analogy": ("analogy", {}),  # a VAE plus the visual-analogy objective on face quadruples
 }
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train a model headless and save a checkpoint")
     tr.add_argument("--model", choices=sorted(MODEL_CHOICES), default="vae",
-                    help="family: ae, dae (denoising AE), sae (sparse AE), vae, gan, pca")
+                    help="family: ae, dae (denoising AE), sae (sparse AE), vae, gan, pca, pixelcnn, dcign "
+                         "(named face units), analogy (VAE + visual-analogy objective)")
     tr.add_argument("--arch", choices=["mlp", "conv", "linear", "patch"], default="mlp",
                     help="mlp, conv, linear; patch: the patch autoencoder (an MLP on p x p patches, tiled)")
     tr.add_argument("--latent-dim", type=positive_int, default=20)
@@ -40,6 +44,19 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     tr.add_argument("--code-size", type=positive_int, default=None, help="patch AE: codes per patch (default 16)")
     tr.add_argument("--activation", choices=["tanh", "sigmoid", "relu", "linear"], default=None,
                     help="patch AE: code activation (default tanh)")
+    tr.add_argument("--pixel-output", choices=["bernoulli", "softmax256", "logistic"], default=None,
+                    help="PixelCNN per-pixel distribution (default bernoulli: binarised images)")
+    tr.add_argument("--pixel-layers", type=positive_int, default=None, help="PixelCNN residual layers (default 6)")
+    tr.add_argument("--pixel-channels", type=positive_int, default=None, help="PixelCNN width (default 64)")
+    tr.add_argument("--plain", action="store_true", help="PixelCNN: ReLU layers instead of gated ones")
+    tr.add_argument("--dcign", action="store_true", help="with --model vae: train it as a DC-IGN (same as --model dcign)")
+    tr.add_argument("--factor-units", default=None,
+                    help="DC-IGN: face attribute -> latent unit, e.g. smiling=0,glasses=1 "
+                         "(default head_turn=0,smiling=1,glasses=2,hair_colour=3)")
+    tr.add_argument("--invariance-weight", type=float, default=None,
+                    help="DC-IGN: pull of the clamped units towards their batch mean (default 1)")
+    tr.add_argument("--analogy-weight", type=float, default=None, help="analogy: weight of the analogy loss (default 1)")
+    tr.add_argument("--analogy-batch", type=positive_int, default=None, help="analogy: quadruples per step (default 32)")
     tr.add_argument("--dataset", default="mnist", help="mnist, fashion-mnist, digits, faces, folder:PATH, celeba:PATH")
     tr.add_argument("--image-size", type=positive_int, default=None, help="resize images to this size")
     tr.add_argument("--channels", type=int, choices=[1, 3], default=None)
@@ -98,9 +115,25 @@ def _model_from_args(args: argparse.Namespace, image_shape: tuple[int, int, int]
         if args.model not in ("ae", "vae"):  # vae: the --model default
             raise CLIError(f"--arch patch is an autoencoder of its own; use it with --model ae, not {args.model}")
         family, preset = "patch", {}
+    if getattr(args, "dcign", False):
+        if args.model not in ("vae", "dcign"):
+            raise CLIError(f"--dcign is a training mode of VAEs; use it with --model vae, not {args.model}")
+        family = "dcign"
     cls = get_family(family)
     fields = set(cls.config_cls.__dataclass_fields__)
     wanted: dict[str, Any] = {"latent_dim": args.latent_dim, "image_shape": image_shape, **preset}
+    if family == "pixelcnn":
+        wanted["latent_dim"] = 1  # a placeholder: the family has no latent space
+    if "seed" in fields:  # families that draw their own batches (DC-IGN, analogy)
+        wanted["seed"] = max(0, args.seed)
+    factor_units = None
+    if getattr(args, "factor_units", None):
+        from explorer.core.models.dcign import parse_factor_units
+
+        try:
+            factor_units = parse_factor_units(args.factor_units)
+        except ValueError as exc:
+            raise CLIError(f"--factor-units: {exc}") from exc
     optional = {
         "arch": args.arch,
         "hidden": args.hidden,
@@ -114,6 +147,14 @@ def _model_from_args(args: argparse.Namespace, image_shape: tuple[int, int, int]
         "patch_size": getattr(args, "patch_size", None),
         "code_size": getattr(args, "code_size", None),
         "activation": getattr(args, "activation", None),
+        "output": getattr(args, "pixel_output", None),
+        "n_layers": getattr(args, "pixel_layers", None),
+        "channels": getattr(args, "pixel_channels", None),
+        "gated": False if getattr(args, "plain", False) else None,
+        "factor_units": factor_units,
+        "invariance_weight": getattr(args, "invariance_weight", None),
+        "analogy_weight": getattr(args, "analogy_weight", None),
+        "analogy_batch": getattr(args, "analogy_batch", None),
     }
     for key, val in optional.items():
         if val is None:
@@ -121,7 +162,9 @@ def _model_from_args(args: argparse.Namespace, image_shape: tuple[int, int, int]
         if key not in fields:
             if key == "arch" and val == "mlp":
                 continue  # the default; families without an arch choice ignore it
-            raise CLIError(f"--{key.replace('_', '-')} does not apply to {'patch' if family == 'patch' else args.model} models")
+            flag = {"output": "pixel-output", "n_layers": "pixel-layers", "channels": "pixel-channels",
+                    "gated": "plain"}.get(key, key.replace("_", "-"))
+            raise CLIError(f"--{flag} does not apply to {'patch' if family == 'patch' else args.model} models")
         wanted[key] = val
     try:
         return build_model(family, cls.config_cls.from_dict(wanted))

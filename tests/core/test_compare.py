@@ -65,7 +65,9 @@ def test_metric_columns_are_documented():
     names = [c.name for c in C.METRIC_COLUMNS]
     assert len(set(names)) == len(names)
     assert {"recon_bce", "recon_mse", "kl", "active_dims", "knn_accuracy", "probe_accuracy", "sample_fd",
-            "sample_score", "sample_confidence", "sample_nn_rmse"} == set(names)
+            "sample_score", "sample_confidence", "sample_nn_rmse", "neg_elbo", "nll_iwae", "nll_exact", "bits_per_dim",
+            "mig", "dci_disentanglement", "dci_completeness", "dci_informativeness",
+            "sample_precision", "sample_recall", "sample_density", "sample_coverage"} == set(names)
     for c in C.METRIC_COLUMNS:
         assert c.direction in ("higher", "lower", "neither"), c
         assert c.unit and c.title and c.help.endswith((".", "?")) and c.help.count(". ") == 0, c  # one sentence

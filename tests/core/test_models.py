@@ -436,7 +436,7 @@ def test_invalid_configs_are_refused(family, bad):
 
 
 def test_registry_knows_every_family():
-    assert families() == ["ae", "gan", "imported", "pca", "pixelcnn", "vae"]
+    assert families() == ["ae", "analogy", "dcign", "gan", "imported", "patch", "pca", "pixelcnn", "vae"]
     for name in families():
         cls = get_family(name)
         assert cls.family == name and issubclass(cls.config_cls, type(cls.config_cls()))

@@ -74,4 +74,28 @@ METRIC_COLUMNS: list[MetricColumn] = [
                  "The fraction of real test images whose neighbourhood holds at least one sample: which parts of "
                  "the data the model can generate at all (robust to outlying samples, unlike recall)."),
 ]
+# Likelihoods (compare/likelihood.py) and disentanglement against known factors (compare/disentanglement.py).
+METRIC_COLUMNS += [
+    MetricColumn("neg_elbo", "-ELBO", "nats/image", "lower",
+                 "Negative evidence lower bound of the test images (VAEs): an upper bound on -log p(x), the "
+                 "VAE's training loss with beta = 1."),
+    MetricColumn("nll_iwae", "NLL (IWAE bound)", "nats/image", "lower",
+                 "Importance-weighted bound on -log p(x) with k samples of z per image (Burda et al.): tighter "
+                 "than the ELBO, still an upper bound, and comparable with an exact NLL on binary images."),
+    MetricColumn("nll_exact", "NLL (exact)", "nats/image", "lower",
+                 "Exact negative log-likelihood of the test images under an autoregressive model (PixelCNN), "
+                 "of the binarised images for Bernoulli output."),
+    MetricColumn("bits_per_dim", "Bits/dim", "bits per pixel value", "lower",
+                 "The tightest likelihood figure (exact, else the IWAE bound) divided by C x H x W x ln 2."),
+    MetricColumn("mig", "MIG", "0 to 1", "higher",
+                 "Mutual information gap against the data's true factors: how much more one unit knows about "
+                 "each factor than the next best unit, relative to the factor's entropy (Chen et al., 2018)."),
+    MetricColumn("dci_disentanglement", "DCI disent.", "0 to 1", "higher",
+                 "DCI disentanglement: whether each latent unit's importance goes to a single factor "
+                 "(Eastwood & Williams 2018; random-forest importances)."),
+    MetricColumn("dci_completeness", "DCI complete.", "0 to 1", "higher",
+                 "DCI completeness: whether each factor is captured by a single latent unit."),
+    MetricColumn("dci_informativeness", "DCI inform.", "R^2 (0 to 1)", "higher",
+                 "DCI informativeness: mean held-out R^2 of predicting each factor from the whole code."),
+]
 _METRIC_NAMES = [c.name for c in METRIC_COLUMNS]

@@ -60,6 +60,7 @@ def model_metrics(
     seed: int = 0,
     judge: SampleJudge | None | bool = True,
     cancel: threading.Event | None = None,
+    likelihood_k: int = 64,
 ) -> dict[str, Any]:
     """One row of the comparison table for ``model`` on ``data`` (see :data:`METRIC_COLUMNS`).
 
@@ -69,6 +70,10 @@ def model_metrics(
       the ``split`` images; None when the data set has fewer than two labelled classes;
     * the sample figures judge ``n_samples`` images decoded from the prior (seeded by ``seed``);
       ``judge=True`` uses the cached :func:`sample_judge` of ``data``, False/None skips the classifier figures.
+
+    * likelihoods (``neg_elbo``, ``nll_iwae`` with ``likelihood_k`` samples, ``nll_exact``, ``bits_per_dim``)
+      and disentanglement against ``data``'s attributes (``mig``, ``dci_*``; the full result with the
+      importance matrix under ``disentanglement``), None where the family or data has none.
 
     Models without an encoder (GANs) get None for every encoder column. Extra keys: ``kl_per_dim`` (VAE),
     ``code_variance`` (per dimension), ``judge_accuracy`` (the classifier's own test accuracy) and ``seconds``.
@@ -126,6 +131,12 @@ def model_metrics(
         _check_cancel(cancel)
         out.update(_label_metrics(model, data, codes, labels, max_train, seed, batch_size))
 
+    _check_cancel(cancel)
+    from .disentanglement import disentanglement_columns
+    from .likelihood import likelihood_metrics
+
+    out.update(likelihood_metrics(model, images, k=likelihood_k, seed=seed, cancel=cancel))
+    out.update(disentanglement_columns(model, data, split=split, seed=seed, cancel=cancel))
     _check_cancel(cancel)
     if judge is True:
         judge = sample_judge(data, seed=seed)

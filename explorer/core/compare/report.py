@@ -122,7 +122,9 @@ def write_comparison(
       prior's density as a warm tint; ``maps.png``: all of them side by side;
     * ``samples-<name>.png``: ``n_grid`` prior samples per model, the same z for every model of one latent size;
     * ``reconstructions.png``: a row of test images, then one row of reconstructions per encoder model;
-    * ``rate_distortion.csv``: reconstruction error against latent size, with PCA at the same sizes.
+    * ``rate_distortion.csv``: reconstruction error against latent size, with PCA at the same sizes;
+    * ``importance-<name>.png``: on data with known factors (faces), the DCI importance matrix, one row per
+      factor (``metrics.json``: ``metrics[i].disentanglement.factor_names``), one column per latent unit.
     """
     from ..export import save_png, save_png_grid, to_frames
     from ..latent.encoding import encode_dataset
@@ -192,6 +194,15 @@ def write_comparison(
         files.append(str(path))
         sample_files[name] = str(path)
         report("samples", (2 * len(models) + i + 1) / n_steps)
+    # Importance matrices (factors x units) of the models scored against known factors, as heat maps.
+    importance_files: dict[str, str] = {}
+    for row, slug in zip(rows, slugs):
+        if row.get("disentanglement"):
+            from .disentanglement import importance_heatmap
+
+            path = save_png(out / f"importance-{slug}.png", importance_heatmap(row["disentanglement"]), min_size=0)
+            files.append(str(path))
+            importance_files[row["model"]] = str(path)
     n_show = min(10, len(images))
     recon_rows = [to_frames(torch.from_numpy(images[:n_show]).float() / 255.0)]
     recon_names = ["(test images)"]
@@ -232,6 +243,7 @@ def write_comparison(
         "rate_distortion": rd,
         "maps": map_files,
         "samples": sample_files,
+        "importance": importance_files,
         "reconstruction_rows": recon_names,
         "bounds": list(bounds),
     }

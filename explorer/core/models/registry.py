@@ -22,6 +22,8 @@ FAMILY_MODULES: dict[str, str] = {
     "pca": "explorer.core.models.pca",
     "patch": "explorer.core.models.patch",
     "pixelcnn": "explorer.core.models.pixelcnn",
+    "dcign": "explorer.core.models.dcign",
+    "analogy": "explorer.core.models.analogy",
     # Users' own models: checkpoint.load must rebuild them from metadata like any family.
     "imported": "explorer.core.adapter",
 }
