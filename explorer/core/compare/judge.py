@@ -13,6 +13,10 @@ from ..data.base import ImageData
 from ..models.base import LatentModel
 from .columns import CompareError
 from .common import _EvalMode, _float_batch, _one_thread, _subset_rows
+from .prdc import PRDC_NAMES, prdc
+
+PRDC_K = 5  # neighbours of precision / recall / density / coverage (Naeem et al. 2020)
+PRDC_REAL = 5000  # at most this many real test images' features as their reference set
 
 # ====================================================================== the sample judge
 # The judge and the nearest-image distance see images average-pooled to at most this many pixels a side:
@@ -99,6 +103,7 @@ class SampleJudge:
         self.accuracy = float((probs.argmax(1) == test.labels[test_rows]).mean()) if len(test_rows) else math.nan
         self.real_mu = feats.mean(0)
         self.real_cov = np.cov(feats, rowvar=False)
+        self.real_features = feats[:PRDC_REAL]  # the reference set of precision / recall / density / coverage
 
     @staticmethod
     def _prepare(images: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -137,7 +142,9 @@ class SampleJudge:
         return np.concatenate(feats), np.concatenate(probs)
 
     def score(self, images: np.ndarray | torch.Tensor) -> dict[str, float]:
-        """sample_confidence, sample_score and sample_fd of a set of images (see the module docstring)."""
+        """sample_confidence, sample_score, sample_fd and, with more than PRDC_K images, precision, recall,
+        density and coverage (:func:`~explorer.core.compare.prdc.prdc` on the judge's features, test images as
+        the real set) of a set of images."""
         feats, probs = self.features(images)
         confidence = float(probs.max(1).mean())
         marginal = probs.mean(0, keepdims=True)
@@ -146,6 +153,8 @@ class SampleJudge:
             "sample_confidence": confidence,
             "sample_score": float(np.exp(kl.mean())),
             "sample_fd": frechet_distance(feats.mean(0), np.cov(feats, rowvar=False), self.real_mu, self.real_cov),
+            **(prdc(self.real_features, feats, PRDC_K) if min(len(feats), len(self.real_features)) > PRDC_K
+               else dict.fromkeys(PRDC_NAMES)),
         }
 
 
@@ -219,7 +228,8 @@ def prior_images(model: LatentModel, n: int, seed: int = 0, batch_size: int = 50
 
 def _sample_metrics(samples: torch.Tensor, data: ImageData, judge: SampleJudge | None,
                     nn_reference: np.ndarray) -> dict[str, float | None]:
-    out: dict[str, float | None] = {"sample_confidence": None, "sample_score": None, "sample_fd": None}
+    out: dict[str, float | None] = {"sample_confidence": None, "sample_score": None, "sample_fd": None,
+                                    **dict.fromkeys(PRDC_NAMES)}
     if not bool(torch.isfinite(samples).all()):
         raise CompareError("the model decoded prior samples to NaN or infinite values")
     if judge is not None:
