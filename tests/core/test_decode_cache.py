@@ -148,3 +148,19 @@ def test_encode_dataset_streams_from_the_memmap(tmp_path, cache):
     z_map = encode_dataset(model, data.images, batch_size=5)
     z_mem = encode_dataset(model, np.array(data.images), batch_size=24)
     np.testing.assert_allclose(z_map, z_mem, rtol=1e-5, atol=1e-6)
+
+
+def test_load_dataset_keeps_the_memory_map(tmp_path, cache):
+    from explorer.core.data import load_dataset
+
+    _write_folder(tmp_path / "pics", n=30)
+    first = load_dataset(f"folder:{tmp_path / 'pics'}", image_size=16)
+    second = load_dataset(f"folder:{tmp_path / 'pics'}", image_size=16)
+    np.testing.assert_array_equal(first.images, second.images)
+    base = second.images
+    while not isinstance(base, np.memmap) and getattr(base, "base", None) is not None:
+        base = base.base
+    assert isinstance(base, np.memmap)  # not copied into memory on the way through load_dataset
+    part = load_dataset(f"folder:{tmp_path / 'pics'}", image_size=16, count=10)
+    assert len(part) == 10
+    np.testing.assert_array_equal(load_dataset(f"folder:{tmp_path / 'pics'}", image_size=16).images, first.images)
