@@ -29,11 +29,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from explorer import cli  # noqa: E402
-from explorer.core import checkpoint  # noqa: E402
-from tests.core import import_fixtures as F  # noqa: E402
+from explorer import cli
+from explorer.core import checkpoint
+from tests.core import import_fixtures as F
 
 
 def run_kind(key: str, build, workdir: Path) -> dict:

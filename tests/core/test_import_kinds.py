@@ -195,8 +195,8 @@ def test_decoded_shape_that_differs_from_the_data_is_never_silent(tmp_path):
     model = import_model(fx.weights, fx.class_ref, data_shape=(1, 8, 8), **fx.python)
     assert model.image_shape == (1, 16, 16)
     assert model.import_report["warnings"] == [
-        "the model makes images of shape [1, 16, 16] but the data set's are [1, 8, 8]; the check and the explorer "
-        "resize the data to the model's size"]
+        ("the model makes images of shape [1, 16, 16] but the data set's are [1, 8, 8]; the check and the explorer "
+        "resize the data to the model's size")]
     with pytest.raises(AdapterError, match=r"the decoder makes images of shape \[1, 16, 16\] \(256 values\) but "
                                            r"the image shape given is \[1, 8, 8\] \(64 values\)"):
         import_model(fx.weights, fx.class_ref, image_shape="1,8,8", **fx.python)

@@ -47,9 +47,9 @@ def test_edited_code_is_asked_about_again_showing_what_changed(saved):
     e = err.value
     assert e.reason == "changed" and e.path == str(src.resolve())
     assert e.fingerprint["sha256"] == adapter.code_fingerprint(src)["sha256"]
-    assert e.changes == [f"vae.py: changed, {old_size:,} -> {src.stat().st_size:,} bytes, modified "
+    assert e.changes == [(f"vae.py: changed, {old_size:,} -> {src.stat().st_size:,} bytes, modified "
                          f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(src.stat().st_mtime - 60))} -> "
-                         f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(src.stat().st_mtime))}"]
+                         f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(src.stat().st_mtime))}")]
 
     q = trust_question(e, out)
     assert "your own model code" not in q.text
@@ -64,7 +64,7 @@ def test_edited_code_is_asked_about_again_showing_what_changed(saved):
 
 
 def test_unknown_code_question_names_the_file_and_the_origin(saved, monkeypatch, tmp_path):
-    fx, out, src = saved
+    _fx, out, src = saved
     monkeypatch.setenv("LATENT_EXPLORER_CONFIG", str(tmp_path / "someone-else"))
     monkeypatch.setattr(adapter.trust, "_session", {})
     with pytest.raises(UntrustedCodeError) as err:
@@ -76,14 +76,14 @@ def test_unknown_code_question_names_the_file_and_the_origin(saved, monkeypatch,
 
 
 def test_arguments_a_checkpoint_passes_are_shown_before_they_run(saved, tmp_path):
-    fx, out, src = saved
+    _fx, out, _src = saved
     # Someone edits the checkpoint's metadata to call the trusted class with other arguments.
     from safetensors import safe_open
     from safetensors.torch import save_file
 
     with safe_open(str(out), framework="pt") as h:
         meta = h.metadata()
-        tensors = {k: h.get_tensor(k) for k in h.keys()}
+        tensors = {k: h.get_tensor(k) for k in h.keys()}  # noqa: SIM118
     doc = json.loads(meta["latent_explorer"])
     doc["config"]["kwargs"] = {"x_dim": 64, "hidden": 32, "z_dim": 4}
     forged = tmp_path / "forged.safetensors"
@@ -103,7 +103,7 @@ def test_arguments_a_checkpoint_passes_are_shown_before_they_run(saved, tmp_path
 
 
 def test_trust_list_for_preferences_and_revoking(saved, tmp_path):
-    fx, out, src = saved
+    _fx, out, src = saved
     items = adapter.trusted_code()
     assert [(i["path"], i["status"], i["what"]) for i in items] == [(str(src.resolve()), "unchanged", "Python file")]
     assert items[0]["sha256"] == adapter.code_fingerprint(src)["sha256"] and items[0]["trusted_at"]
@@ -118,7 +118,7 @@ def test_trust_list_for_preferences_and_revoking(saved, tmp_path):
 
 
 def test_a_trust_list_from_the_path_only_version_is_asked_about_again(saved):
-    fx, out, src = saved
+    _fx, out, src = saved
     adapter.trust_store_path().write_text(json.dumps({"trusted": [str(src.resolve())]}))
     with pytest.raises(UntrustedCodeError) as err:
         checkpoint.load(out)

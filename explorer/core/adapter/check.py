@@ -145,7 +145,7 @@ def round_trip_check(
     verdict, message = verdict_for(ratio, method)
     return {
         "method": method,
-        "images": int(len(x)),
+        "images": len(x),
         "recon_mse": recon_mse if math.isfinite(recon_mse) else None,
         "baseline_mse": baseline,
         "ratio": ratio if math.isfinite(ratio) else None,

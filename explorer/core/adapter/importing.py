@@ -16,7 +16,13 @@ from .errors import AdapterError
 from .loading import load_archive, load_weights, source_kind
 from .model import INPUT_RANGES, OUTPUT_RANGES, ImportedConfig, ImportedModel
 from .probe import parse_shape, setup
-from .source import constant_choices, construct, list_classes, load_target, parse_class_ref
+from .source import (
+    constant_choices,
+    construct,
+    list_classes,
+    load_target,
+    parse_class_ref,
+)
 from .trust import trust_code
 
 

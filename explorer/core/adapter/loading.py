@@ -119,7 +119,7 @@ def _refusal(path: Path, exc: BaseException) -> AdapterError:
     allowed = {f"{getattr(g, '__module__', '')}.{getattr(g, '__qualname__', '')}" if not isinstance(g, tuple)
                else g[1] for g in SAFE_GLOBALS}
     names = [n for n in names if n not in allowed]
-    whole = any(n.startswith("torch.nn.modules.") or n.startswith("__main__.") for n in names)
+    whole = any(n.startswith(("torch.nn.modules.", "__main__.")) for n in names)
     listed = f" ({', '.join(names[:5])}{', ...' if len(names) > 5 else ''})" if names else ""
     if whole:
         return AdapterError(
@@ -151,7 +151,7 @@ def read_state_dict(path: str | Path) -> list[tuple[str, dict[str, torch.Tensor]
         try:
             with safe_open(str(path), framework="pt", device="cpu") as handle:
                 meta = handle.metadata() or {}
-                tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+                tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118 - safe_open is not iterable
         except Exception as exc:  # safetensors has its own error types for malformed files
             raise AdapterError(f"{path.name}: not a valid .safetensors file ({_exc_line(exc)})") from exc
         if "latent_explorer" in meta:

@@ -15,7 +15,11 @@ from ..models.base import Capabilities, LatentModel, ModelConfig, check_choice
 from ..models.registry import register
 from .errors import AdapterError
 from .loading import load_archive
-from .outputs import image_from_decoder_output, latent_from_encoder_output, posterior_from_encoder_output
+from .outputs import (
+    image_from_decoder_output,
+    latent_from_encoder_output,
+    posterior_from_encoder_output,
+)
 from .source import construct, load_target
 from .trust import check_trust, normal_call
 
@@ -63,7 +67,7 @@ class ImportedConfig(ModelConfig):
     generative: bool = True
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ImportedConfig":
+    def from_dict(cls, d: dict[str, Any]) -> ImportedConfig:
         d = dict(d)
         if isinstance(d.get("latent_shape"), list):
             d["latent_shape"] = tuple(d["latent_shape"])
@@ -206,7 +210,7 @@ class ImportedModel(LatentModel):
             trainable=False,
         )
 
-    def train(self, mode: bool = True) -> "ImportedModel":
+    def train(self, mode: bool = True) -> ImportedModel:
         # Imported models are only explored: batch norm and dropout stay in inference mode whatever the caller
         # asks, so that every decode of the same z gives the same image. (Not nn.Module.train's recursion:
         # a torch.export module refuses train()/eval() outright.)

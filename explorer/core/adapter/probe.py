@@ -22,8 +22,13 @@ from torch import nn
 from ..models.base import check_choice
 from .errors import AdapterError
 from .model import INPUT_RANGES, OUTPUT_RANGES, has_member, resolve, set_eval
-from .outputs import (detect_output_range, image_from_decoder_output, infer_image_shape,
-                      latent_from_encoder_output, posterior_from_encoder_output)
+from .outputs import (
+    detect_output_range,
+    image_from_decoder_output,
+    infer_image_shape,
+    latent_from_encoder_output,
+    posterior_from_encoder_output,
+)
 
 DECODE_CANDIDATES = ("decode", "decoder", "generate", "generator", "netG", "G", "forward")
 ENCODE_CANDIDATES = ("encode", "encoder")

@@ -650,7 +650,7 @@ def _config_object(config_cls: type, value: dict[str, Any], param: str) -> Any:
         if hasattr(config_cls, "from_dict") and not dataclasses.is_dataclass(config_cls):
             return config_cls.from_dict(value)
         return config_cls(**value)
-    except Exception as exc:  # noqa: BLE001 - the user's config class
+    except Exception as exc:
         raise AdapterError(f"{param}: cannot build {config_cls.__name__} from {json.dumps(value)}: "
                            f"{_exc_line(exc)}") from exc
 
