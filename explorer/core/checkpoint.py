@@ -57,8 +57,12 @@ _HOST = "".join(ch for ch in (os.uname().nodename if hasattr(os, "uname") else "
 class WriteError(OSError):
     """A file could not be written (disk full, read-only, permissions). ``str(err)`` is one line for users."""
 
+    def __init__(self, code: int, reason: str, line: str):
+        super().__init__(code, reason)  # strerror: the reason alone, for callers that write "cannot write X: ..."
+        self.line = line
+
     def __str__(self) -> str:
-        return self.strerror or super().__str__()
+        return self.line
 
 
 def _pid_alive(pid: int) -> bool:
@@ -123,17 +127,16 @@ def _write_error(exc: BaseException, path: Path) -> WriteError | None:
         return None
     folder = path.parent
     if code in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
-        what = "no space left on" if code == errno.ENOSPC else "disk quota exceeded on"
-        msg = f"{what} the disk holding {folder}: could not write {path.name}"
+        reason = ("no space left on" if code == errno.ENOSPC else "disk quota exceeded on") + f" the disk holding {folder}"
     elif code == errno.EROFS:
-        msg = f"{folder} is on a read-only file system: could not write {path.name}"
+        reason = f"{folder} is on a read-only file system"
     elif code in (errno.EACCES, errno.EPERM):
-        msg = f"no permission to write in {folder}: could not write {path.name}"
+        reason = f"no permission to write in {folder}"
     elif code == errno.EFBIG:
-        msg = f"{path.name} is larger than the file system (or a limit) allows in {folder}"
+        reason = f"the file is larger than the file system (or a limit) allows in {folder}"
     else:
-        msg = f"could not write {path}: {os.strerror(code)}"
-    return WriteError(code, msg)
+        reason = os.strerror(code)
+    return WriteError(code, reason, f"{reason}: could not write {path.name}")
 
 
 def atomic_write(path: str | os.PathLike[str], write: Any) -> Path:
