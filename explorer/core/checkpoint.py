@@ -120,8 +120,9 @@ def _write_error(exc: BaseException, path: Path) -> WriteError | None:
     """One clear line for the ways a write fails because of the disk, from an OSError or from a serializer's
     own error that wraps one (safetensors: 'IoError(Os { code: 28, kind: StorageFull, ... })')."""
     code = exc.errno if isinstance(exc, OSError) else None
-    if code is None:
-        m = _ERRNO_FROM_TEXT.search(str(exc))
+    text = str(exc)
+    if code is None and ("os error" in text or "IoError" in text or "I/O error" in text):
+        m = _ERRNO_FROM_TEXT.search(text)
         code = int(m.group(1)) if m else None
     if code is None:
         return None
