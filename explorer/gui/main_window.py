@@ -28,6 +28,7 @@ from .controllers.projection import ProjectionController
 from .theme import THEMES, apply_theme, muted_css
 from .views.arithmetic import ArithmeticPanel
 from .views.compare_view import CompareView
+from .views.completion_panel import CompletionPanel, PatchesView
 from .views.image_panel import ImagePanel
 from .views.map_view import LatentMapView
 from .views.sliders import LatentSliders
@@ -193,6 +194,8 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(samples_page, "Prior samples")
         self.compare = CompareView(self.explorer)
         self.tabs.addTab(scrolled(self.compare), "Compare")
+        self.patches = PatchesView(self.explorer)
+        self.tabs.addTab(scrolled(self.patches), "Patches")
         self.setCentralWidget(self.tabs)
 
         # Left: models and projection controls.
@@ -281,6 +284,19 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(bdock, tdock)
         bdock.raise_()
         self.training_dock = tdock
+
+        # Image completion: a third dock in the same tab group.
+        self.completion = CompletionPanel(self.explorer)
+        cdock = QDockWidget("Complete", self)
+        cdock.setObjectName("completion-dock")
+        cdock.setWidget(scrolled(self.completion))
+        cdock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                          | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, cdock)
+        self.tabifyDockWidget(self.arithmetic_dock, cdock)
+        bdock.raise_()
+        self.completion_dock = cdock
 
         # Status bar: progress of background work with a cancel button.
         self.progress = QProgressBar()
@@ -439,9 +455,11 @@ class MainWindow(QMainWindow):
 
     def _set_slider_range(self, entry: OpenModel) -> None:
         """Slider range from the data's codes (an AE's may reach -4.65), at least the prior's +-3."""
-        if entry.latents is not None and len(entry.latents) and hasattr(self.sliders, "set_range"):
-            lim = float(np.nanpercentile(np.abs(entry.latents), 99.9)) if np.isfinite(entry.latents).any() else 3.0
+        if entry.latents is not None and len(entry.latents) and np.isfinite(entry.latents).any():
+            lim = float(np.nanpercentile(np.abs(entry.latents), 99.9))
             self.sliders.set_range(max(3.0, lim * 1.1))
+        else:
+            self.sliders.set_range(3.0)
 
     def _describe_no_map(self, entry: OpenModel) -> None:
         if entry.model.capabilities.has_encoder and (entry.encoding or (not entry.status and entry.latents is None)):
@@ -907,6 +925,7 @@ class MainWindow(QMainWindow):
 
     def shutdown(self) -> None:
         self.arithmetic.shutdown() if hasattr(self.arithmetic, "shutdown") else None
+        self.completion.shutdown()
         self.training.shutdown()
         self.explorer.shutdown()
 

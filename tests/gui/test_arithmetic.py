@@ -120,7 +120,8 @@ def test_interpolation_path_strip_play_and_export(opened, tmp_path, qtbot):
     assert len(xs) == 9 and len(win.map.keyframe_items) == 3
     # Playing walks the cursor along the path.
     panel.play_button.setChecked(True)
-    qtbot.wait(300)
+    # A timer drives it: wait for its first steps rather than a fixed time (a loaded machine ticks late).
+    qtbot.waitUntil(lambda: panel._play_index >= 2, timeout=5000)
     panel.play_button.setChecked(False)
     assert any(np.allclose(win.current.cursor_latent, f, atol=1e-5) for f in panel.path_latents[1:])
     out = tmp_path / "walk.gif"

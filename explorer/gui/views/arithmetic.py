@@ -301,8 +301,7 @@ class ArithmeticPanel(QTabWidget):
     def _start_lasso(self, group: str) -> None:
         self._lasso_group = group
         self.ctx.overlays.start_lasso()
-        self.ctx.notify(f"Draw around the points of group {group} on the map "
-                                         "(right-click cancels)", 8000)
+        self.ctx.notify(f"Draw around the points of group {group} on the map (right-click cancels)", 0)
 
     def _lasso_done(self, indices: np.ndarray) -> None:
         group = getattr(self, "_lasso_group", None)
@@ -310,6 +309,8 @@ class ArithmeticPanel(QTabWidget):
             return
         self._lasso_group = None
         self.set_group(group, indices)
+        # The instruction stays until the lasso is done: then it is replaced, not left behind.
+        self.ctx.notify(f"Group {group}: {len(indices)} points", 4000)
 
     @property
     def _groups(self) -> dict[str, np.ndarray | None]:
@@ -557,6 +558,8 @@ class ArithmeticPanel(QTabWidget):
         opts.addWidget(self.interp_go)
         self.play_button = QPushButton("Play")
         self.play_button.setCheckable(True)
+        self.play_button.setShortcut("Ctrl+P")
+        self.play_button.setToolTip("Walk the cursor along the path, back and forth (Ctrl+P)")
         self.play_button.toggled.connect(self._toggle_play)
         opts.addWidget(self.play_button)
         export = QPushButton("Export…")

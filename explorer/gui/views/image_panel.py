@@ -71,9 +71,11 @@ class PixelView(QWidget):
         if img is None or img.isNull():
             return QRect()
         w, h = self.width(), self.height()
-        # A whole-number factor keeps pixels square and crisp; below 1x, shrink to fit instead.
+        # A whole-number factor keeps pixels square and crisp. Where rounding down would waste much of the
+        # space (a grid of thumbnails at 1.4x drawn at 1x in a big dark area), take the fractional factor,
+        # still without smoothing: pixels then differ by at most one screen pixel in size. Below 1x, shrink.
         factor = min(w / img.width(), h / img.height())
-        if factor >= 1:
+        if factor >= 1 and (factor >= 3 or factor - int(factor) < 0.15):
             factor = int(factor)
         tw, th = max(1, int(img.width() * factor)), max(1, int(img.height() * factor))
         return QRect((w - tw) // 2, (h - th) // 2, tw, th)

@@ -165,14 +165,17 @@ class LatentMapView(QWidget):
         self.cursor.sigPositionChanged.connect(self._cursor_changed)
         self.cursor.sigPositionChangeFinished.connect(self._cursor_finished)
 
-        self.legend = self.plot.addLegend(offset=(-10, 10), labelTextSize="9pt")
+        # Opaque and dark-on-light, so the labels read over any points; reset_range keeps the points clear of it.
+        self.legend = self.plot.addLegend(offset=(-10, 10), labelTextSize="9pt", labelTextColor="#111111",
+                                          brush=pg.mkBrush(255, 255, 255, 225), pen=pg.mkPen("#999999"))
 
         # Overlays for arithmetic and paths: lasso outline, point groups, vector arrows, an interpolation path.
         self.lasso_curve = pg.PlotCurveItem(pen=pg.mkPen("#d00", width=2, style=Qt.PenStyle.DashLine))
         self.lasso_curve.setZValue(20)
         self.plot.addItem(self.lasso_curve)
         self.group_items: dict[str, UniformScatter] = {}
-        for name, colour, symbol in (("A", "#e66101", "o"), ("B", "#5e3c99", "o")):
+        # Groups are told apart by shape, in black: no label colour of the palette can be mistaken for them.
+        for name, colour, symbol in (("A", "#000000", "d"), ("B", "#000000", "t")):
             item = UniformScatter(pxMode=True, size=8, pen=pg.mkPen(colour, width=1.5), brush=None, symbol=symbol)
             item.setZValue(6)
             item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
@@ -249,6 +252,11 @@ class LatentMapView(QWidget):
             return
         x0, y0, x1, y1 = bounds
         w, h = max(x1 - x0, 1e-6), max(y1 - y0, 1e-6)
+        # Room on the right for the legend, so it covers no points when the map is first shown.
+        legend_px = self.legend.boundingRect().width() + 20 if self.legend.items else 0.0
+        view_px = max(self.view.width(), 1.0)
+        if 0 < legend_px < 0.5 * view_px:
+            w *= view_px / (view_px - legend_px)
         self.view.setRange(QRectF(x0, y0, w, h), padding=padding)
 
     def set_labels(self, labels: np.ndarray, label_names: Sequence[str]) -> None:

@@ -7,7 +7,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QPushButton, QSlider, QSpinBox, QVBoxLayout,
                                QWidget)
 
-RANGE = 3.0  # slider covers [-3, 3] standard deviations of the prior
+RANGE = 3.0  # default reach: [-3, 3] standard deviations of the prior; set_range widens it to the data's codes
 STEPS = 600
 
 
@@ -19,6 +19,8 @@ class LatentSliders(QWidget):
         self.per_page = per_page
         self.values = np.zeros(0, np.float32)
         self.first = 0
+        self.range = RANGE
+        self.unit_names: dict[int, str] = {}
         self._updating = False
         outer = QVBoxLayout(self)
         outer.setContentsMargins(4, 4, 4, 4)
@@ -55,8 +57,23 @@ class LatentSliders(QWidget):
             self.rows.append((name, slider, value))
         self.set_dim(0)
 
+    def set_range(self, reach: float) -> None:
+        """Sliders cover [-reach, reach]: an AE's codes (e.g. -4.65) must not sit pinned at the end."""
+        reach = float(reach) if np.isfinite(reach) and reach > 0 else RANGE
+        if reach != self.range:
+            self.range = reach
+            for _, slider, _ in self.rows:
+                slider.setToolTip(f"-{reach:.2f} … +{reach:.2f}")
+            self._refresh_values()
+
+    def set_unit_names(self, names: dict[int, str]) -> None:
+        """Names of latent units (e.g. DC-IGN's units assigned to factors), shown beside their slider."""
+        self.unit_names = {int(k): str(v) for k, v in (names or {}).items()}
+        self._layout_rows()
+
     def set_dim(self, dim: int) -> None:
         self.values = np.zeros(dim, np.float32)
+        self.unit_names = {}
         self.first_spin.setRange(0, max(0, dim - 1))
         self.first_spin.setVisible(dim > self.per_page)
         self.first = 0
@@ -81,7 +98,7 @@ class LatentSliders(QWidget):
             for w in (name, slider, value):
                 w.setVisible(d < dim)
             if d < dim:
-                name.setText(f"z{d}")
+                name.setText(f"z{d} {self.unit_names[d]}" if d in self.unit_names else f"z{d}")
         last = min(dim, self.first + self.per_page)
         self.page_label.setText(f"z{self.first}–z{last - 1} of {dim}" if dim else "no model")
         self._refresh_values()
@@ -96,7 +113,7 @@ class LatentSliders(QWidget):
                 if d >= dim:
                     break
                 v = float(self.values[d])
-                raw = int(round(np.clip(v, -RANGE, RANGE) / RANGE * (STEPS // 2)))
+                raw = int(round(np.clip(v, -self.range, self.range) / self.range * (STEPS // 2)))
                 if slider.value() != raw:
                     slider.setValue(raw)
                 text = f"{v:+.2f}"
@@ -111,7 +128,7 @@ class LatentSliders(QWidget):
         d = self.first + row
         if d >= len(self.values):
             return
-        self.values[d] = raw / (STEPS // 2) * RANGE
+        self.values[d] = raw / (STEPS // 2) * self.range
         self.rows[row][2].setText(f"{self.values[d]:+.2f}")
         self.valuesChanged.emit(self.values.copy())
 
