@@ -133,3 +133,18 @@ def test_partial_tsne_maps_stream_from_the_child(proc, latents):
     assert frames, "no partial map arrived from the child"
     assert all(f.shape == (800, 2) and np.isfinite(f).all() for f in frames)
     assert not np.allclose(frames[0], proj.embedding)
+
+
+def test_progress_moves_while_waiting_for_a_busy_child(proc, latents):
+    seen = []
+    proc._lock.acquire()  # as a UMAP warm-up holding the child would
+    releaser = threading.Timer(1.2, proc._lock.release)
+    releaser.start()
+    try:
+        proc.fit("pca", latents, progress=lambda f, m: seen.append((f, m)))
+    finally:
+        releaser.join()
+    waiting = [f for f, m in seen if m.startswith("waiting")]
+    assert len(waiting) >= 3 and waiting == sorted(waiting) and 0 < waiting[-1] < 0.3
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0  # the fit continues from the wait

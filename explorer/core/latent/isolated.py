@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import multiprocessing as mp
 import os
 import threading
@@ -28,6 +29,7 @@ import numpy as np
 
 from . import Cancelled
 from .projection import PreviewFn, Projection, make_projection
+from .projection.estimate import UMAP_COMPILE_SECONDS
 
 ProgressFn = Callable[[float, str], None]
 POLL_S = 0.05
@@ -216,15 +218,23 @@ class ProjectionProcess:
                 raise ProjectionProcessError(f"{label}: {header.get('message')}")
             return header, payload
 
-    def _acquire(self, cancel: threading.Event | None, progress: ProgressFn | None) -> None:
-        """Take the child (a warm-up or another fit may hold it) while honouring ``cancel``."""
-        told = False
+    def _acquire(self, cancel: threading.Event | None, progress: ProgressFn | None) -> float:
+        """Take the child (a warm-up or another fit may hold it) while honouring ``cancel``.
+
+        While waiting, the bar moves (up to 30%, at the pace of numba's compile, the usual reason to wait) and
+        says for how long; returns the fraction shown, so the fit's own progress can continue from there."""
+        t0 = time.perf_counter()
+        shown, last = 0.0, -math.inf
         while not self._lock.acquire(timeout=POLL_S):
             if cancel is not None and cancel.is_set():
                 raise Cancelled()
-            if progress is not None and not told:
-                progress(0.0, "waiting for the projection process (compiling UMAP kernels, first time only)")
-                told = True
+            t = time.perf_counter() - t0
+            if progress is not None and t - last >= 0.25:
+                last = t
+                shown = 0.3 * (1.0 - math.exp(-t / UMAP_COMPILE_SECONDS))
+                progress(shown, f"waiting for the projection process (compiling UMAP kernels, first time only): "
+                                f"{t:.0f} s")
+        return shown
 
     def warm_up(self, cancel: threading.Event | None = None) -> float:
         """Compile UMAP's numba kernels in the child (once per child); returns seconds spent."""
@@ -252,7 +262,12 @@ class ProjectionProcess:
         options = dict(options or {})
         make_projection(method, **options)  # bad options fail here, with the usual message
         t0 = time.perf_counter()
-        self._acquire(cancel, progress)
+        waited = self._acquire(cancel, progress)
+        if waited > 0 and progress is not None:
+            outer = progress
+
+            def progress(fraction: float, message: str = "") -> None:  # the rest of the bar, after the wait
+                outer(waited + (1.0 - waited) * fraction, message)
         try:
             self._ensure()
             self._count += 1
