@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QFormLayout, QFrame, QHBoxLayout, QLabel,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDockWidget, QFileDialog, QFormLayout, QFrame, QHBoxLayout, QLabel,
                                QListWidget, QListWidgetItem, QMainWindow, QMessageBox, QProgressBar, QPushButton,
                                QScrollArea, QSlider, QSpinBox, QTabWidget, QVBoxLayout, QWidget)
 
@@ -224,6 +224,17 @@ class MainWindow(QMainWindow):
         self.colour_box = QComboBox()
         self.colour_box.setToolTip("Colour the points by their label or by an attribute")
         form.addRow("Colour by", self.colour_box)
+        manifold_row = QHBoxLayout()
+        self.manifold_check = QCheckBox("Decoded manifold")
+        self.manifold_check.setToolTip("Tile the visible map with images decoded at the tile centres (Ctrl+M); "
+                                       "greyed where a learned inverse is not trusted")
+        self.manifold_only = QCheckBox("instead of points")
+        self.manifold_only.setToolTip("Hide the points and show only the decoded tiles")
+        self.manifold_only.setEnabled(False)
+        manifold_row.addWidget(self.manifold_check)
+        manifold_row.addWidget(self.manifold_only)
+        manifold_row.addStretch(1)
+        form.addRow("Show", manifold_row)
         ll.addLayout(form)
         self.map_info = QLabel("")
         self.map_info.setWordWrap(True)
@@ -326,6 +337,17 @@ class MainWindow(QMainWindow):
         self.colour_box.currentIndexChanged.connect(
             lambda _: state.set_colour_by(self.colour_box.currentText() or "label"))
         self.history_slider.valueChanged.connect(self._history_moved)
+        # The manifold follows the view: decoded again (in the background) shortly after it stops moving.
+        self._manifold_timer = QTimer(self)
+        self._manifold_timer.setSingleShot(True)
+        self._manifold_timer.setInterval(120)
+        self._manifold_timer.timeout.connect(self._request_manifold)
+        m.view.sigRangeChanged.connect(lambda *_: self.manifold_check.isChecked() and self._manifold_timer.start())
+        self.manifold_check.toggled.connect(self._manifold_toggled)
+        self.manifold_only.toggled.connect(lambda on: self.map.set_points_visible(not on))
+        ex.manifold.ready.connect(self._show_manifold)
+        ex.manifold.cleared.connect(self._manifold_cleared)
+        ex.manifold.failed.connect(lambda msg: self.statusBar().showMessage(f"manifold: {strip_exception(msg)}", 8000))
         self.training.modelSnapshot.connect(ex.training.snapshot)
         self.training.trainingStarted.connect(lambda _info: self.training_dock.raise_())
         self.cancel_button.clicked.connect(ex.cancel)
@@ -354,6 +376,45 @@ class MainWindow(QMainWindow):
         state.historyChanged.connect(lambda entry: entry is state.current and self._update_history_slider())
         state.message.connect(self._message)
         self._update_dims_visibility()
+
+    def _manifold_toggled(self, on: bool) -> None:
+        self.manifold_only.setEnabled(on)
+        if not on:
+            self.manifold_only.setChecked(False)
+        self.explorer.manifold.set_enabled(on)
+        if on:
+            self._request_manifold()
+
+    def _request_manifold(self) -> None:
+        if self.manifold_check.isChecked():
+            self.explorer.manifold.request(self.map.view_bounds(), self.map.view_pixels())
+
+    def _show_manifold(self, entry: OpenModel, manifold) -> None:
+        self.last_manifold = manifold
+        self.map.set_manifold(manifold.mosaic(), manifold.bounds)
+
+    def _manifold_cleared(self) -> None:
+        self.last_manifold = None
+        self.map.set_manifold(None, None)
+        if self.manifold_check.isChecked():
+            self._manifold_timer.start()  # the new map (or model) gets its own tiles
+
+    def export_manifold(self, path: str) -> None:
+        from explorer.core.export import save_png
+
+        manifold = getattr(self, "last_manifold", None)
+        if manifold is None:
+            self.show_error("No manifold", "Turn on 'Decoded manifold' under the map controls first.")
+            return
+        picture = manifold.mosaic(pad=1)
+        self.explorer.run_io(lambda: save_png(path, picture), f"Saved the manifold to {Path(path).name}")
+
+    def _ask_export_manifold(self) -> None:
+        start = self.settings.value("last_dir", str(Path.home()))
+        path, _ = QFileDialog.getSaveFileName(self, "Export the decoded manifold", str(Path(start) / "manifold.png"),
+                                              "PNG images (*.png)")
+        if path:
+            self.export_manifold(path)
 
     def _message(self, text: str, timeout_ms: int) -> None:
         if text:
@@ -480,6 +541,8 @@ class MainWindow(QMainWindow):
             return
         labels, names = self._colouring(entry)
         self.map.set_points(entry.positions, labels, names)
+        data = entry.data
+        self.map.set_image_source(lambda idx, images=data.images: images[idx])  # thumbnails at close zoom
         proj = entry.projection
         bounds = self.map.data_bounds()
         if bounds is not None and not proj.exact_inverse:
@@ -665,6 +728,13 @@ class MainWindow(QMainWindow):
         reset.setShortcut("Ctrl+0")
         reset.triggered.connect(lambda: self.map.reset_range())
         view.addAction(reset)
+        manifold = QAction("Decoded &manifold", self)
+        manifold.setShortcut("Ctrl+M")
+        manifold.triggered.connect(lambda: self.manifold_check.toggle())
+        view.addAction(manifold)
+        export_manifold = QAction("&Export the manifold as PNG…", self)
+        export_manifold.triggered.connect(self._ask_export_manifold)
+        view.addAction(export_manifold)
         for number, (text, key) in enumerate(PROJECTIONS, start=1):
             act = QAction(f"Projection: {text}", self)
             act.setShortcut(f"Ctrl+{number}")

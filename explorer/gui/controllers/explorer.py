@@ -18,6 +18,7 @@ from explorer.core.explore import ExplorerState, OpenModel
 from .cursor import CursorController
 from .data import DataController, strip_exception
 from .datum import DatumController
+from .manifold import ManifoldController
 from .dropped import DroppedImagesController
 from .projection import ProjectionController
 from .samples import SamplesController
@@ -62,6 +63,7 @@ class ExplorerController(QObject):
         self.samples = SamplesController(self.state, self.tasks)
         self.dropped = DroppedImagesController(self.state, self.tasks, self.projections.projector)
         self.training = TrainingLink(self.state, self.data)
+        self.manifold = ManifoldController(self.state, self.tasks)
         self.checkpoint_dir: Callable[[], str] = lambda: "."
         for source in (self.data, self.projections, self.dropped):
             source.busy.connect(self.busy.emit)
@@ -166,6 +168,7 @@ class ExplorerController(QObject):
         self.dropped.cancel()
 
     def shutdown(self) -> None:
+        self.manifold.shutdown()
         self.projections.shutdown()
         self.dropped.cancel()
         self.cursor.close()

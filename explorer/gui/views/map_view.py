@@ -125,6 +125,12 @@ class LatentMapView(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.plot)
 
+        # The decoded manifold (Kingma & Welling's fig. 4): a mosaic of images decoded at tile centres of the
+        # visible region, under the points (or instead of them).
+        self.manifold_item = pg.ImageItem()
+        self.manifold_item.setZValue(-20)
+        self.plot.addItem(self.manifold_item)
+        self.points_visible = True
         self.trust_item = pg.ImageItem()
         self.trust_item.setZValue(-10)
         self.trust_item.setOpacity(0.35)
@@ -286,6 +292,18 @@ class LatentMapView(QWidget):
         for item in self.scatter_items[len(groups):]:
             item.clear()
         self.layers.set_points(self.positions, labels, names, density=dense)
+        self._shown_labels = (labels, list(label_names))
+
+    def show_partial_map(self, positions: np.ndarray) -> None:
+        """Draw a map that is still forming (t-SNE's previews, ``ProjectionProcess.fit(..., preview=...)``): the
+        same points and colours at new positions, the view fitted to them. Ignored if the count differs."""
+        shown = getattr(self, "_shown_labels", None)
+        pos = np.asarray(positions, np.float32)
+        if shown is None or pos.shape != (len(shown[0]), 2):
+            return
+        self.positions = pos
+        self.set_labels(*shown)
+        self.reset_range()
 
     def clear_points(self) -> None:
         self.positions = np.zeros((0, 2), np.float32)
@@ -299,6 +317,34 @@ class LatentMapView(QWidget):
         self.set_arrows([])
         self.set_path(None)
         self.set_trust_image(None, None)
+
+    # ------------------------------------------------------------ decoded manifold
+    def view_bounds(self) -> tuple[float, float, float, float]:
+        (x0, x1), (y0, y1) = self.view.viewRange()
+        return float(x0), float(y0), float(x1), float(y1)
+
+    def view_pixels(self) -> tuple[float, float]:
+        rect = self.view.sceneBoundingRect()
+        return float(max(rect.width(), 1.0)), float(max(rect.height(), 1.0))
+
+    def set_manifold(self, picture: np.ndarray | None, bounds: tuple[float, float, float, float] | None) -> None:
+        """Show an (H, W, 3) uint8 mosaic over ``bounds`` (row 0 at the top, y1); None removes it."""
+        if picture is None or bounds is None:
+            self.manifold_item.clear()
+            return
+        x0, y0, x1, y1 = bounds
+        # ImageItem draws row 0 at the rect's top edge in scene space, which is y0 on a y-up view: flip rows.
+        self.manifold_item.setImage(np.ascontiguousarray(picture[::-1]), autoLevels=False)
+        self.manifold_item.setRect(QRectF(x0, y0, x1 - x0, y1 - y0))
+
+    def set_points_visible(self, visible: bool) -> None:
+        """Hide the scatter (the manifold *instead of* the points) or show it again."""
+        self.points_visible = bool(visible)
+        for item in self.scatter_items:
+            item.setVisible(self.points_visible)
+        for item in (getattr(self.layers, "density_item", None), getattr(self.layers, "density", None)):
+            if isinstance(item, pg.GraphicsObject):
+                item.setVisible(self.points_visible)
 
     def set_image_source(self, image_fn: Callable[[np.ndarray], np.ndarray] | None) -> None:
         """Show data points as their images at close zoom: ``image_fn(indices) -> (k, C, H, W) uint8``
