@@ -41,6 +41,7 @@ def _meta(tiny, tmp_path, mutate=None, raw=None, name="x.safetensors"):
 
 
 # ------------------------------------------------------------------ memory-capped subprocess: bombs + fuzz
+@pytest.mark.slow  # a fresh interpreter importing torch (the peak memory measured must be the loading's alone)
 def test_small_files_cannot_make_us_use_memory_and_fuzzed_files_raise_only_documented_errors(tmp_path):
     """Old code: a 230 KB checkpoint asking for hidden [15000, 15000] took 2.45 GB (here: 2.8 GB peak over all
     cases), latent_dim 10^9 reached the allocator (RuntimeError), 100k-deep metadata raised RecursionError,

@@ -110,20 +110,23 @@ def test_independent_baseline_is_the_marginal_entropy():
     assert independent_pixel_nll(levels[:4000], levels[4000:], "softmax256") == pytest.approx(math.log(256), abs=0.1)
 
 
-@pytest.mark.parametrize("output", ["bernoulli", "softmax256", "logistic"])
-def test_sampling_matches_the_full_network_and_is_seeded(output):
-    """Row-cropped sampling gives the same image as a naive loop over full passes; the same z, the same image."""
-    model = _model(output, (1, 5, 4)).eval()
+@pytest.mark.parametrize("output,shape,layers", [("bernoulli", (1, 5, 4), 2), ("softmax256", (1, 5, 4), 2),
+                                                  ("logistic", (1, 5, 4), 2), ("bernoulli", (1, 11, 12), 1)])
+def test_sampling_matches_the_full_network_and_is_seeded(output, shape, layers):
+    """Window-cropped sampling gives the same image as a naive loop over full passes (11x12: the window,
+    reach 4, is smaller than the image); the same z, the same image."""
+    model = _model(output, shape, n_layers=layers).eval()
+    _, h, w = shape
     z = torch.randn(3, 1)
     fast = model.decode(z)
-    assert fast.shape == (3, 1, 5, 4) and float(fast.min()) >= 0 and float(fast.max()) <= 1
+    assert fast.shape == (3, *shape) and float(fast.min()) >= 0 and float(fast.max()) <= 1
     from explorer.core.models.pixelcnn import _draw, _uniforms
 
-    u = _uniforms(3, (2, 1, 5, 4), z, None).float()
-    naive = torch.zeros(3, 1, 5, 4)
+    u = _uniforms(3, (2, *shape), z, None).float()
+    naive = torch.zeros(3, *shape)
     with torch.no_grad():
-        for i in range(5):
-            for j in range(4):
+        for i in range(h):
+            for j in range(w):
                 naive[:, :, i, j] = _draw(model.config, model(naive)[:, :, :, i, j], u[:, 0, :, i, j], u[:, 1, :, i, j])
     assert torch.allclose(fast, naive)
     assert torch.equal(model.decode(z[1:2]), fast[1:2])  # batch-independent
