@@ -48,6 +48,8 @@ def reconstruction_error(model: LatentModel, images: np.ndarray, batch_size: int
 
 
 # ====================================================================== the metrics table
+# Prior samples judged for models that draw them pixel by pixel (PixelCNN); their sample figures are rougher.
+AUTOREGRESSIVE_SAMPLES = 100
 def model_metrics(
     model: LatentModel,
     data: ImageData,
@@ -145,6 +147,9 @@ def model_metrics(
     if judge is not None:
         out["judge_accuracy"] = judge.accuracy
     # Every family is judged, the plain AE included: that its N(0, I) samples are poor is the point of the table.
+    if getattr(model, "autoregressive", False):  # PixelCNN: H x W network passes per batch of samples
+        n_samples = min(n_samples, AUTOREGRESSIVE_SAMPLES)
+        out["n_samples"] = int(n_samples)
     samples = prior_images(model, n_samples, seed=seed, batch_size=batch_size)
     train = data.train()
     ref_rows = _subset_rows(train.n_train, max_train, seed)

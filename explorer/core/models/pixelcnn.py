@@ -163,6 +163,11 @@ class PixelCNN(LatentModel):
         return self._log_prob_elements(self(xp), xp).flatten(1).sum(1)
 
     @property
+    def receptive_reach(self) -> int:
+        """How many rows up (and columns either side) a prediction can see: the input window a pass needs."""
+        return self.config.first_kernel // 2 + self.config.n_layers * (self.config.kernel // 2)
+
+    @property
     def n_dims(self) -> int:
         return math.prod(self.image_shape)
 
@@ -240,8 +245,9 @@ def sample_images(
 ) -> torch.Tensor:
     """``n`` images in [0, 1] drawn from the model, (n, C, H, W) on the model's device.
 
-    H * W network passes per batch; the pass for row i only runs on rows 0..i (the masks make every later
-    row irrelevant to it). Randomness comes as uniforms drawn up front on the CPU, from ``generator`` or,
+    H * W network passes per batch; the pass for pixel (i, j) only runs on the window its prediction can see
+    (rows i - reach .. i, columns j - reach .. j + reach; the masks make everything else irrelevant).
+    Randomness comes as uniforms drawn up front on the CPU, from ``generator`` or,
     with ``z``, one seed per image from its row of ``z``, so results do not depend on the device or batch.
     ``progress(fraction, message)`` after every image row; ``cancel`` is checked before every pass and raises
     :class:`~explorer.core.progress.Cancelled`.
@@ -257,6 +263,7 @@ def sample_images(
     if n == 0:
         return out
     u = _uniforms(n, (2, c, h, w), z, generator)
+    reach = model.receptive_reach
     was = model.training
     model.eval()
     total = h * math.ceil(n / batch_size)
@@ -266,9 +273,11 @@ def sample_images(
             x = out[start:start + batch_size]
             ub = u[start:start + batch_size].to(device=device, dtype=torch.float32)
             for i in range(h):
+                r0 = max(0, i - reach)
                 for j in range(w):
                     check_cancel(cancel)
-                    params = model(x[:, :, :i + 1])[:, :, :, i, j]  # (B, C, P)
+                    c0, c1 = max(0, j - reach), min(w, j + reach + 1)
+                    params = model(x[:, :, r0:i + 1, c0:c1])[:, :, :, i - r0, j - c0]  # (B, C, P)
                     x[:, :, i, j] = _draw(model.config, params, ub[:, 0, :, i, j], ub[:, 1, :, i, j])
                 done += 1
                 step_progress(progress, done, total, f"sampling row {i + 1} of {h}")
