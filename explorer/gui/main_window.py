@@ -29,6 +29,7 @@ from .theme import THEMES, apply_theme, muted_css
 from .views.arithmetic import ArithmeticPanel
 from .views.compare_view import CompareView
 from .views.completion_panel import CompletionPanel, PatchesView
+from .views.completion_panel import CompletionPanel, PatchesView
 from .views.image_panel import ImagePanel
 from .views.map_view import LatentMapView
 from .views.sliders import LatentSliders
@@ -196,6 +197,8 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(scrolled(self.compare), "Compare")
         self.patches = PatchesView(self.explorer)
         self.tabs.addTab(scrolled(self.patches), "Patches")
+        self.patches = PatchesView(self.explorer)
+        self.tabs.addTab(scrolled(self.patches), "Patches")
         self.setCentralWidget(self.tabs)
 
         # Left: models and projection controls.
@@ -295,6 +298,19 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(bdock, tdock)
         bdock.raise_()
         self.training_dock = tdock
+
+        # Image completion: a third dock in the same tab group.
+        self.completion = CompletionPanel(self.explorer)
+        cdock = QDockWidget("Complete", self)
+        cdock.setObjectName("completion-dock")
+        cdock.setWidget(scrolled(self.completion))
+        cdock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                          | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, cdock)
+        self.tabifyDockWidget(self.arithmetic_dock, cdock)
+        bdock.raise_()
+        self.completion_dock = cdock
 
         # Image completion: a third dock in the same tab group.
         self.completion = CompletionPanel(self.explorer)
@@ -995,6 +1011,7 @@ class MainWindow(QMainWindow):
 
     def shutdown(self) -> None:
         self.arithmetic.shutdown() if hasattr(self.arithmetic, "shutdown") else None
+        self.completion.shutdown()
         self.completion.shutdown()
         self.training.shutdown()
         self.explorer.shutdown()
