@@ -206,8 +206,9 @@ def feather_blend(fill: np.ndarray, image: np.ndarray, hole: np.ndarray, radius:
     m = torch.from_numpy(np.asarray(hole, np.float32))[None, None]
     k = 2 * radius + 1
     soft = F.avg_pool2d(F.pad(m, [radius] * 4, mode="replicate"), k, 1)
-    # Only the inside of the hole is cross-faded: visible pixels stay exactly as they were.
-    alpha = (torch.minimum(soft * 2.0, torch.ones_like(soft)) * m)[0].numpy()
+    # Only the inside of the hole is cross-faded (visible pixels stay exactly as they were): the blurred mask is
+    # 0.5 at the hole's edge and 1 from ``radius`` pixels inside, so (soft - 0.5) * 2 ramps from ~0 to 1 there.
+    alpha = (((soft - 0.5) * 2.0).clamp(0.0, 1.0) * m)[0].numpy()
     return (alpha * np.asarray(fill, np.float32) + (1.0 - alpha) * np.asarray(image, np.float32)).astype(np.float32)
 
 
@@ -278,6 +279,7 @@ def complete_batch(
         optimised side by side and returned best first.
     steps: Adam steps; the learning rate decays from ``lr`` to ``lr / 20`` on a cosine.
     prior_weight: weight of the prior term (see the module docstring); default :func:`default_prior_weight`.
+        For a GAN it weights ``mean(z^2) / 2``, and a tenth of it weights the discriminator's ``-log D(G(z))``.
     code_stats: (mean, std) of training codes, each (latent_dim,): the prior for a plain AE.
     blend: "poisson" (default), "feather" or "none".
     progress(fraction, message) about 10 times a second; cancel: checked before every step
@@ -359,7 +361,7 @@ def complete_batch(
                 per = fit + weight * p
                 if use_d:
                     logits = model.discriminator(out * 2.0 - 1.0)
-                    per = per + weight * F.softplus(-logits).reshape(-1) * 0.1
+                    per = per + 0.1 * weight * F.softplus(-logits).reshape(-1)
                 return per, out
 
             for step in range(steps):
