@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QSettings, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDockWidget, QFileDialog, QFormLayout, QFrame, QHBoxLayout, QLabel,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDockWidget, QFileDialog, QFormLayout, QFrame, QHBoxLayout, QLabel, QLineEdit,
                                QListWidget, QListWidgetItem, QMainWindow, QMessageBox, QProgressBar, QPushButton,
                                QScrollArea, QSlider, QSpinBox, QTabWidget, QVBoxLayout, QWidget)
 
@@ -29,7 +29,6 @@ from .theme import THEMES, apply_theme, muted_css
 from .views.arithmetic import ArithmeticPanel
 from .views.compare_view import CompareView
 from .views.completion_panel import CompletionPanel, PatchesView
-from .views.completion_panel import CompletionPanel, PatchesView
 from .views.image_panel import ImagePanel
 from .views.map_view import LatentMapView
 from .views.sliders import LatentSliders
@@ -42,6 +41,9 @@ SLIDER_REFRESH_MS = 30
 PROJECTIONS = [("PCA", "pca"), ("t-SNE", "tsne"), ("UMAP", "umap"), ("Two latent dimensions", "dims")]
 INVERT_OPTIONS = dropped_module.INVERT_OPTIONS
 DEFAULT_SIZE = (1400, 880)
+RECON_ERROR = "reconstruction error"
+POSTERIOR_SPREAD = "posterior spread (VAE)"
+COLOUR_BINS = 12
 # Kept for callers of the first version.
 ModelEntry = OpenModel
 _strip_exception = strip_exception
@@ -197,8 +199,6 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(scrolled(self.compare), "Compare")
         self.patches = PatchesView(self.explorer)
         self.tabs.addTab(scrolled(self.patches), "Patches")
-        self.patches = PatchesView(self.explorer)
-        self.tabs.addTab(scrolled(self.patches), "Patches")
         self.setCentralWidget(self.tabs)
 
         # Left: models and projection controls.
@@ -227,6 +227,10 @@ class MainWindow(QMainWindow):
         self.colour_box = QComboBox()
         self.colour_box.setToolTip("Colour the points by their label or by an attribute")
         form.addRow("Colour by", self.colour_box)
+        self.colour_bar = QLabel()
+        self.colour_bar.setToolTip("The colour ramp of a continuous value: low on the left, high on the right")
+        self.colour_bar.setVisible(False)
+        form.addRow("", self.colour_bar)
         manifold_row = QHBoxLayout()
         self.manifold_check = QCheckBox("Decoded manifold")
         self.manifold_check.setToolTip("Tile the visible map with images decoded at the tile centres (Ctrl+M); "
@@ -243,6 +247,26 @@ class MainWindow(QMainWindow):
         self.map_info.setWordWrap(True)
         self.map_info.setStyleSheet(muted_css())
         ll.addWidget(self.map_info)
+        self.search_edit = QLineEdit()
+        self.search_edit.setPlaceholderText("Find: 7, smiling>0.5, #120, img_…  (Ctrl+F)")
+        self.search_edit.setToolTip("Search by label, attribute value (name>x, name<x, name=x), index (#N or "
+                                    "N-M) or dropped-image name; matches are ringed on the map, Enter jumps there")
+        self.search_edit.setClearButtonEnabled(True)
+        ll.addWidget(self.search_edit)
+        self.search_info = QLabel("")
+        self.search_info.setWordWrap(True)
+        self.search_info.setStyleSheet(muted_css())
+        ll.addWidget(self.search_info)
+        ll.addWidget(QLabel("<b>Nearest in latent space</b>"))
+        self.neighbour_list = QListWidget()
+        self.neighbour_list.setViewMode(QListWidget.ViewMode.IconMode)
+        self.neighbour_list.setIconSize(QSize(48, 48))
+        self.neighbour_list.setMovement(QListWidget.Movement.Static)
+        self.neighbour_list.setResizeMode(QListWidget.ResizeMode.Adjust)
+        self.neighbour_list.setMaximumHeight(150)
+        self.neighbour_list.setToolTip("The selected point's nearest neighbours by latent distance; click one "
+                                       "to select it")
+        ll.addWidget(self.neighbour_list)
         dock = QDockWidget("Models", self)
         dock.setObjectName("models-dock")
         dock.setWidget(scrolled(left))
@@ -312,19 +336,6 @@ class MainWindow(QMainWindow):
         bdock.raise_()
         self.completion_dock = cdock
 
-        # Image completion: a third dock in the same tab group.
-        self.completion = CompletionPanel(self.explorer)
-        cdock = QDockWidget("Complete", self)
-        cdock.setObjectName("completion-dock")
-        cdock.setWidget(scrolled(self.completion))
-        cdock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
-                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable
-                          | QDockWidget.DockWidgetFeature.DockWidgetClosable)
-        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, cdock)
-        self.tabifyDockWidget(self.arithmetic_dock, cdock)
-        bdock.raise_()
-        self.completion_dock = cdock
-
         # Status bar: progress of background work with a cancel button.
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(240)
@@ -353,6 +364,9 @@ class MainWindow(QMainWindow):
         self.colour_box.currentIndexChanged.connect(
             lambda _: state.set_colour_by(self.colour_box.currentText() or "label"))
         self.history_slider.valueChanged.connect(self._history_moved)
+        self.search_edit.textChanged.connect(lambda _t: self._search(jump=False))
+        self.search_edit.returnPressed.connect(lambda: self._search(jump=True))
+        self.neighbour_list.itemClicked.connect(lambda item: ex.select_datum(int(item.data(Qt.ItemDataRole.UserRole))))
         # The manifold follows the view: decoded again (in the background) shortly after it stops moving.
         self._manifold_timer = QTimer(self)
         self._manifold_timer.setSingleShot(True)
@@ -555,8 +569,8 @@ class MainWindow(QMainWindow):
             self.map.clear_points()
             self._describe_no_map(entry)
             return
-        labels, names = self._colouring(entry)
-        self.map.set_points(entry.positions, labels, names)
+        labels, names, colours = self._colouring(entry)
+        self.map.set_points(entry.positions, labels, names, colours=colours)
         data = entry.data
         self.map.set_image_source(lambda idx, images=data.images: images[idx])  # thumbnails at close zoom
         proj = entry.projection
@@ -577,6 +591,9 @@ class MainWindow(QMainWindow):
             if pos is not None:
                 self.map.set_cursor(*pos)
         self.arithmetic.map_changed()
+        if self.search_edit.text().strip():
+            self._search()
+        self._show_neighbours(entry, entry.selected)
         self.modelReady.emit(entry)
 
     def _map_description(self, entry: OpenModel) -> str:
@@ -629,6 +646,67 @@ class MainWindow(QMainWindow):
     def _selection_changed(self, entry: OpenModel, idx: int) -> None:
         if entry is self.state.current:
             self.map.show_selected(idx if entry.has_map else -1)
+            self._show_neighbours(entry, idx)
+
+    def _show_neighbours(self, entry: OpenModel, idx: int, k: int = 8) -> None:
+        """The selected point's k nearest neighbours in latent space, as clickable thumbnails."""
+        from PySide6.QtGui import QIcon, QPixmap
+
+        from explorer.core.imaging import to_hwc
+        from explorer.core.latent.neighbours import nearest_neighbours
+
+        from .views.image_panel import qimage_from_array
+
+        self.neighbour_list.clear()
+        if entry.latents is None or not 0 <= idx < len(entry.latents):
+            return
+        found, dist = nearest_neighbours(entry.latents, idx, k=min(k, len(entry.latents) - 1))
+        data = entry.data
+        for j, d in zip(found, dist):
+            j = int(j)
+            label = int(data.labels[j])
+            name = data.label_names[label] if 0 <= label < len(data.label_names) else "?"
+            item = QListWidgetItem(QIcon(QPixmap.fromImage(qimage_from_array(to_hwc(data.images[j])))),
+                                   f"#{j}\n{name} · {d:.2f}")
+            item.setData(Qt.ItemDataRole.UserRole, j)
+            item.setToolTip(f"point {j}, label {name}, latent distance {d:.3f}")
+            self.neighbour_list.addItem(item)
+
+    def _search(self, jump: bool = False) -> None:
+        """Ring the points that match the query; with ``jump`` show them (the view fits them, the first is selected)."""
+        from explorer.core.latent.search import SearchError, search
+
+        entry = self.state.current
+        text = self.search_edit.text().strip()
+        if entry is None or entry.data is None or not text:
+            self.map.set_search_matches(None)
+            self.search_info.setText("")
+            return
+        data = entry.data
+        n = len(data)
+        names = None
+        extra = 0
+        if entry.dropped is not None:
+            extra = len(entry.dropped.names)
+        try:
+            result = search(text, n, labels=data.labels, label_names=data.label_names,
+                            attributes=data.attributes, attribute_names=list(data.attribute_names), names=names)
+        except SearchError as exc:
+            self.search_info.setText(str(exc))
+            self.map.set_search_matches(None)
+            return
+        hits = result.indices
+        dropped_hits = []
+        if extra:
+            dropped_hits = [i for i, nm in enumerate(entry.dropped.names) if text.lower() in nm.lower()]
+        self.search_info.setText(result.description + (f"; {len(dropped_hits)} dropped image(s)" if dropped_hits
+                                                       else ""))
+        self.map.set_search_matches(hits if entry.has_map else None)
+        if jump and entry.has_map and len(hits):
+            self.map.fit_points(entry.positions[hits])
+            self.explorer.select_datum(int(hits[0]))
+        elif jump and dropped_hits:
+            self.state.set_cursor(entry, entry.dropped.latents[dropped_hits[0]], "select")
 
     def _show_datum(self, view) -> None:
         self.original_panel.show_array(view.original, view.caption)
@@ -660,30 +738,88 @@ class MainWindow(QMainWindow):
         if entry.data is not None:
             for i, name in enumerate(entry.data.attribute_names):
                 self.colour_box.addItem(name, i)
+            if entry.model.capabilities.has_encoder:
+                self.colour_box.addItem(RECON_ERROR, RECON_ERROR)
+                if hasattr(entry.model, "encode_dist") and entry.model.family == "vae":
+                    self.colour_box.addItem(POSTERIOR_SPREAD, POSTERIOR_SPREAD)
         index = self.colour_box.findText(self.state.colour_by)
         self.colour_box.setCurrentIndex(max(index, 0))
         self.colour_box.blockSignals(False)
 
-    def _colouring(self, entry: OpenModel) -> tuple[np.ndarray, list[str]]:
+    def _colouring(self, entry: OpenModel) -> tuple[np.ndarray, list[str], list | None]:
+        """(labels, legend names, colours or None for the label palette) for the colouring chosen."""
         data = entry.data
+        self.colour_bar.setVisible(False)
         if data is None:
-            return np.zeros(0, np.int64), []
+            return np.zeros(0, np.int64), [], None
         names = list(data.attribute_names)
-        attr = names.index(self.state.colour_by) if self.state.colour_by in names else None
-        if attr is None or data.attributes is None:
-            return data.labels, list(data.label_names)
-        values = data.attributes[:, attr]
-        if set(np.unique(values)) <= {0.0, 1.0}:
-            return values.astype(np.int64), [f"not {names[attr]}", names[attr]]
-        bins = np.clip((values * 5).astype(np.int64), 0, 4)
-        return bins, [f"{names[attr]} {i / 5:.1f}–{(i + 1) / 5:.1f}" for i in range(5)]
+        which = self.state.colour_by
+        values = None
+        if which in names and data.attributes is not None:
+            attr = names.index(which)
+            values = data.attributes[:, attr]
+            if set(np.unique(values)) <= {0.0, 1.0}:
+                return values.astype(np.int64), [f"not {which}", which], None
+        elif which in (RECON_ERROR, POSTERIOR_SPREAD):
+            if which not in entry.point_values:
+                self._compute_point_values(entry, which)  # labels meanwhile; recoloured when it arrives
+            values = entry.point_values.get(which)
+        if values is None:
+            return data.labels, list(data.label_names), None
+        return self._binned(values, which)
+
+    def _binned(self, values: np.ndarray, title: str) -> tuple[np.ndarray, list[str], list]:
+        """A continuous value in COLOUR_BINS bins on the viridis ramp, with a colour bar beside the box."""
+        from PySide6.QtGui import QColor, QImage, QPixmap
+
+        from explorer.core.latent.colouring import colour_values, ramp
+
+        _, bar = colour_values(values, title=title)
+        span = bar.vmax - bar.vmin if bar.vmax > bar.vmin else 1.0
+        bins = np.clip(((np.asarray(values, np.float64) - bar.vmin) / span * COLOUR_BINS).astype(np.int64),
+                       0, COLOUR_BINS - 1)
+        bins[~np.isfinite(values)] = -1  # no value: drawn grey
+        centres = ramp((np.arange(COLOUR_BINS) + 0.5) / COLOUR_BINS)
+        colours = [QColor(int(r), int(g), int(b)) for r, g, b in centres]
+        edges = np.linspace(bar.vmin, bar.vmax, COLOUR_BINS + 1)
+        labels = [f"{edges[i]:.3g}–{edges[i + 1]:.3g}" for i in range(COLOUR_BINS)]
+        strip = np.ascontiguousarray(np.repeat(bar.gradient[None], 12, axis=0))
+        image = QImage(strip.data, strip.shape[1], strip.shape[0], strip.strides[0], QImage.Format.Format_RGB888)
+        self.colour_bar.setPixmap(QPixmap.fromImage(image.scaled(160, 12)))
+        self.colour_bar.setText("")
+        self.colour_bar.setToolTip(f"{title}: {bar.vmin:.4g} (left) to {bar.vmax:.4g} (right); "
+                                   "1st-99th percentile, the rest at the ends")
+        self.colour_bar.setVisible(True)
+        return bins, labels, colours
+
+    def _compute_point_values(self, entry: OpenModel, which: str) -> None:
+        """Reconstruction error or posterior spread per point: the model runs over the data, in the background."""
+        from explorer.core.latent.colouring import posterior_spread, reconstruction_errors
+
+        fn = reconstruction_errors if which == RECON_ERROR else posterior_spread
+        images, model = entry.data.images, entry.model
+        self._set_busy(f"Computing {which}", False)
+
+        def done(values) -> None:
+            self._set_busy(None)
+            if entry.model is model:
+                entry.point_values[which] = np.asarray(values, np.float64)
+                if entry is self.state.current and self.state.colour_by == which:
+                    self._recolour()
+
+        def failed(msg: str) -> None:
+            self._set_busy(None)
+            self.statusBar().showMessage(f"{which}: {strip_exception(msg)}", 8000)
+
+        self.tasks.start(lambda progress, cancel: fn(model, images, progress=progress, cancel=cancel),
+                         on_done=done, on_error=failed, on_progress=self._progress)
 
     def _recolour(self) -> None:
         entry = self.state.current
         if entry is None or not entry.has_map:
             return
-        labels, names = self._colouring(entry)
-        self.map.set_labels(labels, names)
+        labels, names, colours = self._colouring(entry)
+        self.map.set_labels(labels, names, colours)
 
     # ================================================================ training history
     def _update_history_slider(self) -> None:
@@ -744,6 +880,10 @@ class MainWindow(QMainWindow):
         reset.setShortcut("Ctrl+0")
         reset.triggered.connect(lambda: self.map.reset_range())
         view.addAction(reset)
+        find = QAction("&Find points…", self)
+        find.setShortcut(QKeySequence.StandardKey.Find)
+        find.triggered.connect(lambda: (self.search_edit.setFocus(), self.search_edit.selectAll()))
+        view.addAction(find)
         manifold = QAction("Decoded &manifold", self)
         manifold.setShortcut("Ctrl+M")
         manifold.triggered.connect(lambda: self.manifold_check.toggle())
@@ -1011,7 +1151,6 @@ class MainWindow(QMainWindow):
 
     def shutdown(self) -> None:
         self.arithmetic.shutdown() if hasattr(self.arithmetic, "shutdown") else None
-        self.completion.shutdown()
         self.completion.shutdown()
         self.training.shutdown()
         self.explorer.shutdown()

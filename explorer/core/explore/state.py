@@ -87,6 +87,7 @@ class OpenModel:
     history_index: int = -1  # which snapshot's weights are shown (-1: the newest)
     encoding: bool = False  # its data set is being loaded / encoded now
     restore: dict[str, Any] | None = None  # session state to apply once the data is in
+    point_values: dict[str, np.ndarray] = field(default_factory=dict)  # per-point numbers to colour by
 
     @property
     def name(self) -> str:
@@ -250,6 +251,7 @@ class ExplorerState:
         entry.status = ""
         entry.projections.clear()
         entry.maps.clear()
+        entry.point_values.clear()
         entry.active = None
         if entry.selected >= (len(data) if data is not None else 0):
             entry.selected = -1

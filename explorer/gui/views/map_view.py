@@ -152,6 +152,9 @@ class LatentMapView(QWidget):
         self.hover_marker = UniformScatter(pxMode=True, size=12, pen=pg.mkPen("k", width=2), brush=None)
         self.hover_marker.setZValue(8)
         self.plot.addItem(self.hover_marker)
+        self.search_marker = UniformScatter(pxMode=True, size=9, pen=pg.mkPen("#ff00aa", width=2), brush=None)
+        self.search_marker.setZValue(8)
+        self.plot.addItem(self.search_marker)
         self.selected_marker = UniformScatter(pxMode=True, size=14, pen=pg.mkPen("#d00", width=2.5),
                                                   brush=None, symbol="s")
         self.selected_marker.setZValue(9)
@@ -228,16 +231,17 @@ class LatentMapView(QWidget):
 
     # ------------------------------------------------------------ data
     def set_points(self, positions: np.ndarray, labels: np.ndarray, label_names: Sequence[str],
-                   reset_view: bool = True) -> None:
+                   reset_view: bool = True, colours: Sequence[QColor] | None = None) -> None:
         """Show a new map. Markers of the previous map (hover ring, selection, stars, groups, arrows, path)
         go: their coordinates belonged to it, and they would stretch the range."""
         self.positions = np.asarray(positions, np.float32)
         self._hovered = -1
-        for marker in (self.hover_marker, self.selected_marker, self.extra_scatter, *self.group_items.values()):
+        for marker in (self.hover_marker, self.selected_marker, self.extra_scatter, self.search_marker,
+                       *self.group_items.values()):
             marker.clear()
         self.set_arrows([])
         self.set_path(None)
-        self.set_labels(labels, label_names)
+        self.set_labels(labels, label_names, colours)
         if reset_view and len(self.positions):
             self.reset_range()
         # Auto-range would follow the cursor's bounds and re-render every point on each move.
@@ -265,12 +269,17 @@ class LatentMapView(QWidget):
             w *= view_px / (view_px - legend_px)
         self.view.setRange(QRectF(x0, y0, w, h), padding=padding)
 
-    def set_labels(self, labels: np.ndarray, label_names: Sequence[str]) -> None:
-        """(Re)colour the points by label (negative labels are drawn grey as 'unlabelled')."""
+    def set_labels(self, labels: np.ndarray, label_names: Sequence[str],
+                   colours: Sequence[QColor] | None = None) -> None:
+        """(Re)colour the points by label (negative labels are drawn grey as 'unlabelled'). ``colours`` replaces
+        the label palette, e.g. a colour ramp over the bins of a continuous value."""
         labels = np.asarray(labels)
         n_labels = max(len(label_names), int(labels.max()) + 1 if len(labels) else 0)
         names = [str(n) for n in label_names] + [str(i) for i in range(len(label_names), n_labels)]
-        colours = label_colours(max(n_labels, 1))
+        if colours is not None and len(colours) >= n_labels:
+            colours = list(colours)
+        else:
+            colours = label_colours(max(n_labels, 1))
         groups = [(labels == k, names[k], colours[k]) for k in range(n_labels)]
         if len(labels) and (labels < 0).any():
             groups.append((labels < 0, "unlabelled", QColor("#999999")))
@@ -317,6 +326,27 @@ class LatentMapView(QWidget):
         self.set_arrows([])
         self.set_path(None)
         self.set_trust_image(None, None)
+
+    # ------------------------------------------------------------ search
+    def set_search_matches(self, indices: np.ndarray | None) -> None:
+        """Ring the points that matched a search (None or empty clears)."""
+        if indices is None or len(indices) == 0 or not len(self.positions):
+            self.search_marker.clear()
+        else:
+            self.search_marker.setData(pos=self.positions[np.asarray(indices)])
+
+    def fit_points(self, points: np.ndarray, padding: float = 0.15) -> None:
+        """Move the view onto ``points`` (map coordinates), with a little room around them."""
+        pts = np.asarray(points, np.float64)
+        pts = pts[np.isfinite(pts).all(1)]
+        if not len(pts):
+            return
+        (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
+        full = self.data_bounds()
+        span = max((full[2] - full[0]), (full[3] - full[1])) if full else 1.0
+        w, h = max(x1 - x0, 0.05 * span), max(y1 - y0, 0.05 * span)
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        self.view.setRange(QRectF(cx - w / 2, cy - h / 2, w, h), padding=padding)
 
     # ------------------------------------------------------------ decoded manifold
     def view_bounds(self) -> tuple[float, float, float, float]:
