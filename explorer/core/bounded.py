@@ -19,7 +19,6 @@ from typing import Any, BinaryIO
 # A safetensors header is JSON: tensor names, dtypes, shapes, offsets, plus our metadata. Ours are a few KB
 # (a VAE with optimiser state: ~8 KB); the format itself allows 100 MB, which Python would turn into GBs.
 MAX_HEADER_BYTES = 16 * 1024 * 1024
-MAX_TENSORS = 100_000
 # Our metadata document: ~5-25 KB for a trained model (200 epochs of history at most).
 MAX_JSON_BYTES = 4 * 1024 * 1024
 MAX_JSON_DEPTH = 32
