@@ -103,6 +103,7 @@ def calibrate(workdir: Path, steps: int) -> dict:
         loss_g.backward()
         opt_g.step()
     train_s = time.perf_counter() - t0
+    print(f"calibration: trained the DCGAN for {steps} steps in {train_s:.0f} s", file=sys.stderr, flush=True)
     gen.eval()
     torch.save(gen.state_dict(), folder / "trained.pth")
     cases = {
@@ -115,6 +116,7 @@ def calibrate(workdir: Path, steps: int) -> dict:
         model = import_model(folder / weights, fx.class_ref, **opts)
         check = round_trip_check(model, test, max_images=32)
         out[name] = {"ratio": round(check["ratio"], 3), "verdict": check["verdict"]}
+        print(f"calibration: {name}: {out[name]}", file=sys.stderr, flush=True)
     return out
 
 
@@ -122,12 +124,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calibrate", action="store_true", help="also train a DCGAN and calibrate the "
                                                                  "inversion verdict (about a minute)")
-    parser.add_argument("--gan-steps", type=int, default=1500)
+    parser.add_argument("--gan-steps", type=int, default=800)
+    parser.add_argument("--only-calibrate", action="store_true", help="skip the table")
     opts = parser.parse_args()
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["LATENT_EXPLORER_CONFIG"] = str(Path(tmp) / "config")  # keep the user's trust list clean
-        rows = [run_kind(key, build, Path(tmp)) for key, build in F.BUILDERS.items()]
+        rows = [] if opts.only_calibrate else [run_kind(key, build, Path(tmp)) for key, build in F.BUILDERS.items()]
         cal = calibrate(Path(tmp), opts.gan_steps) if opts.calibrate else None
     print("| kind of model | command | first time | max decode difference |")
     print("|---|---|---|---|")

@@ -366,3 +366,14 @@ def test_pythae_vae_by_naming_its_class(tmp_path):
         want = net.decoder(z)["reconstruction"].reshape(2, 1, 28, 28).clamp(0, 1)
         assert float((model.decode(z) - want).abs().max()) <= 1e-6
     del pythae
+
+
+def test_kwargs_from_a_saved_config_json(tmp_path):
+    fx = F.make_container(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"_class_name": "VAE", "_diffusers_version": "0.30.0",
+                                                      "z_dim": 4, "hidden": 32}))
+    model = import_model(fx.weights, fx.class_ref, kwargs=f"@{tmp_path / 'config.json'}")
+    assert any("left out _class_name, _diffusers_version" in n for n in model.import_report["notes"])
+    _same_decode(model, fx)
+    with pytest.raises(AdapterError, match=r"--kwargs @.*missing\.json: cannot read"):
+        import_model(fx.weights, fx.class_ref, kwargs=f"@{tmp_path / 'missing.json'}")

@@ -673,14 +673,21 @@ def resolve_kwargs(cls: type, kwargs: Mapping[str, Any], module: Any) -> tuple[d
     params = sig.parameters
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     named = {n: p for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    unknown = [k for k in kwargs if k not in named]
+    out = dict(kwargs)
+    notes = []
+    # A saved config.json (diffusers, transformers) carries its own metadata as "_class_name",
+    # "_diffusers_version", ...: not constructor arguments.
+    meta = [k for k in kwargs if k.startswith("_") and k not in named and not takes_any]
+    for k in meta:
+        out.pop(k)
+    if meta:
+        notes.append(f"left out {', '.join(meta)} (metadata of a saved config, not constructor arguments)")
+    unknown = [k for k in out if k not in named]
     if unknown and not takes_any:
         close = [n for n in named if n.lower().replace("_", "") in {u.lower().replace("_", "") for u in unknown}]
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise AdapterError(f"cannot construct {cls.__name__}: it takes no argument(s) {', '.join(unknown)}{hint}; "
                            f"its signature is {signature_text(cls)}")
-    out = dict(kwargs)
-    notes = []
     for n, p in named.items():
         if n in out:
             target = _annotation_class(cls, p, module) if isinstance(out[n], dict) else None
