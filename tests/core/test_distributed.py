@@ -102,3 +102,15 @@ def test_a_stop_on_one_rank_stops_all_and_resume_goes_on(tmp_path):
     outs = _ranks([*TRAIN, "--epochs", "1", "--resume", str(out), "--out", str(out)])
     resumed = json.loads(outs[0].strip().splitlines()[-1])
     assert resumed["steps"] == 10 + 24 and resumed["world_size"] == 2
+
+
+def test_shards_cover_the_global_batch_with_weights_summing_to_one():
+    from explorer.core.training.distributed import DistContext
+
+    idx = torch.arange(7)
+    parts = [DistContext(rank=r, world_size=3, local_rank=r, backend="gloo").shard(idx) for r in range(3)]
+    assert torch.equal(torch.cat([p for p, _ in parts]), idx)
+    assert [len(p) for p, _ in parts] == [3, 2, 2] and sum(w for _, w in parts) == pytest.approx(1.0)
+    # A global batch smaller than the world: the rank left over trains on one image with weight 0.
+    tiny = [DistContext(rank=r, world_size=3, local_rank=r, backend="gloo").shard(torch.arange(2)) for r in range(3)]
+    assert [(p.tolist(), w) for p, w in tiny] == [([0], 0.5), ([1], 0.5), ([0], 0.0)]
