@@ -231,7 +231,7 @@ class MainWindow(QMainWindow):
         self.colour_bar.setToolTip("The colour ramp of a continuous value: low on the left, high on the right")
         self.colour_bar.setVisible(False)
         form.addRow("", self.colour_bar)
-        manifold_row = QHBoxLayout()
+        manifold_row = QVBoxLayout()  # stacked: side by side they widen the dock past a laptop's share
         self.manifold_check = QCheckBox("Decoded manifold")
         self.manifold_check.setToolTip("Tile the visible map with images decoded at the tile centres (Ctrl+M); "
                                        "greyed where a learned inverse is not trusted")
@@ -240,7 +240,6 @@ class MainWindow(QMainWindow):
         self.manifold_only.setEnabled(False)
         manifold_row.addWidget(self.manifold_check)
         manifold_row.addWidget(self.manifold_only)
-        manifold_row.addStretch(1)
         form.addRow("Show", manifold_row)
         ll.addLayout(form)
         self.map_info = QLabel("")
@@ -248,7 +247,7 @@ class MainWindow(QMainWindow):
         self.map_info.setStyleSheet(muted_css())
         ll.addWidget(self.map_info)
         self.search_edit = QLineEdit()
-        self.search_edit.setPlaceholderText("Find: 7, smiling>0.5, #120, img_…  (Ctrl+F)")
+        self.search_edit.setPlaceholderText("Find points (Ctrl+F)")
         self.search_edit.setToolTip("Search by label, attribute value (name>x, name<x, name=x), index (#N or "
                                     "N-M) or dropped-image name; matches are ringed on the map, Enter jumps there")
         self.search_edit.setClearButtonEnabled(True)
