@@ -88,6 +88,7 @@ class MainWindow(QMainWindow):
         self.state = self.explorer.state
         self.tasks = self.explorer.tasks
         self.explorer.data.confirm_trust = self.confirm_trust
+        self.explorer.data.confirm_data = self._ask_yes_no
         self.explorer.data.on_loaded.append(self._remember_recent)
         # While the cursor is dragged the sliders follow at display rate, not at mouse rate: redrawing
         # a column of sliders on every mouse move would cost as much as the decode.
@@ -1015,6 +1016,12 @@ class MainWindow(QMainWindow):
         answer = QMessageBox.question(
             self, "Run this model's code?", question,
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Cancel)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def _ask_yes_no(self, title: str, question: str) -> bool:
+        answer = QMessageBox.question(self, title, question,
+                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                      QMessageBox.StandardButton.No)
         return answer == QMessageBox.StandardButton.Yes
 
     def close_current(self) -> None:

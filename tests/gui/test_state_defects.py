@@ -180,3 +180,26 @@ def test_window_fits_the_screen_it_opens_on(qtbot, tmp_path):
     assert win.width() <= avail.width() and win.height() <= avail.height()
     assert win.width() == min(1400, max(640, avail.width() - 16))
     win.shutdown()
+
+
+def test_data_named_by_a_file_outside_its_folder_is_asked_about(window, tmp_path, digits):
+    """Issue 15: a checkpoint naming "folder:/..." made the window walk and decode it without asking."""
+    from PIL import Image
+
+    elsewhere = tmp_path / "elsewhere" / "cls"
+    elsewhere.mkdir(parents=True)
+    for i in range(4):
+        Image.fromarray(digits.images[i, 0]).save(elsewhere / f"{i}.png")
+    sent = tmp_path / "sent"
+    sent.mkdir()
+    path = save_model(build_model("ae", latent_dim=3, image_shape=(1, 8, 8), hidden=(16,)),
+                      sent / "m.safetensors", dataset=f"folder:{tmp_path / 'elsewhere'}")
+    asked = []
+    window.explorer.data.confirm_data = lambda title, question: asked.append(question) or False
+    window.open_model(str(path))
+    assert asked and "elsewhere" in asked[0]
+    assert window.current.data is None and "not loaded" in window.current.status
+    window.close_current()
+    window.explorer.data.confirm_data = lambda title, question: True
+    window.open_model(str(path))
+    assert window.current.data is not None and len(window.current.data) == 4

@@ -55,6 +55,10 @@ class DataController(QObject):
         # Asked before running a model's own code: (code path, checkpoint path, details) -> yes?
         self.confirm_trust: Callable[[str, str, Any], bool] = lambda code, ckpt, details: False
         self.on_loaded: list[Callable[[str], None]] = []  # e.g. remember in the recent files
+        # Asked before loading data that a file names when it is large or lies outside the file's folder.
+        self.confirm_data: Callable[[str, str], bool] = lambda title, question: False
+        self.task = None  # the load + encode in flight (cancellable)
+        self._allowed: set[tuple[str, str]] = set()  # (checkpoint, dataset) the user agreed to load
         state.currentChanged.connect(lambda entry: self.ensure_encoded(entry))
 
     # ------------------------------------------------------------ opening
@@ -156,7 +160,7 @@ class DataController(QObject):
             self.state.notify(note, 10000)
 
     # ------------------------------------------------------------ data + latents
-    def dataset_for(self, entry: OpenModel):
+    def dataset_for(self, entry: OpenModel, progress=None, cancel=None):
         """The model's data set at its image shape (cached; safe to call from worker threads)."""
         from explorer.core.data import load_dataset
 
@@ -172,7 +176,8 @@ class DataController(QObject):
         with self._datasets_lock:
             cached = self._datasets.get(key)
         if cached is None:
-            cached = load_dataset(name, image_size=h if h == w else None, channels=c, count=count)
+            cached = load_dataset(name, image_size=h if h == w else None, channels=c, count=count,
+                                  progress=progress, cancel=cancel)
             with self._datasets_lock:
                 self._datasets[key] = cached
         return cached
@@ -188,22 +193,57 @@ class DataController(QObject):
             return
         entry.encoding = True
         entry.status = ""
-        model = entry.model  # a training run may swap in newer weights meanwhile
-        self.busy.emit("Encoding the dataset", False)
         self.state.dataChanged.emit(entry)
+        if entry.run_id or (entry.path, str(entry.meta.get("dataset"))) in self._allowed:
+            self._load_and_encode(entry)
+            return
+
+        # First ask what the data named by the file would cost (cheap, bounded, off the GUI thread): a file
+        # someone sent may name "folder:/" or ten million faces.
+        def assess(progress, cancel):
+            from explorer.core.data.assess import assess_checkpoint_data
+
+            return assess_checkpoint_data(entry.path, entry.meta, image_shape=entry.model.image_shape,
+                                          cancel=cancel)
+
+        def assessed(result) -> None:
+            if entry not in self.state.models:
+                entry.encoding = False
+                return
+            if result is not None and result.error:
+                self.state.set_status(entry, result.error)
+                return
+            if result is not None and result.needs_confirmation and \
+                    not self.confirm_data("Load this data set?", result.question):
+                self.state.set_status(entry, f"its data set ({result.name}) was not loaded")
+                return
+            self._allowed.add((entry.path, str(entry.meta.get("dataset"))))
+            self._load_and_encode(entry)
+
+        def assess_failed(msg: str) -> None:
+            self.state.set_status(entry, strip_exception(msg))
+
+        self.tasks.start(assess, on_done=assessed, on_error=assess_failed)
+
+    def _load_and_encode(self, entry: OpenModel) -> None:
+        model = entry.model  # a training run may swap in newer weights meanwhile
+        self.busy.emit("Encoding the dataset", True)
 
         def work(progress, cancel):
             from explorer.core.latent.encoding import encode_dataset
 
-            data = self.dataset_for(entry)
+            data = self.dataset_for(entry, progress=lambda f, msg="": progress(0.5 * f, msg or "loading"),
+                                    cancel=cancel)
             if not model.capabilities.has_encoder:
                 return data, None
             latents = encode_dataset(model, data.images,
-                                     progress=lambda done, total: progress(done / max(total, 1), "encoding"),
+                                     progress=lambda done, total: progress(0.5 + 0.5 * done / max(total, 1),
+                                                                           "encoding"),
                                      cancel=cancel)
             return data, latents
 
         def done(result) -> None:
+            self.task = None
             self.busy.emit(None, False)
             entry.encoding = False
             if entry not in self.state.models:
@@ -218,11 +258,22 @@ class DataController(QObject):
                 self._apply(entry, saved)
 
         def failed(msg: str) -> None:
+            self.task = None
             self.busy.emit(None, False)
             self.state.set_status(entry, strip_exception(msg))
             self.state.notify(f"{entry.name}: no map ({entry.status})", 10000)
 
-        self.tasks.start(work, on_done=done, on_error=failed, on_progress=self.progress.emit)
+        def cancelled() -> None:
+            self.task = None
+            self.busy.emit(None, False)
+            self.state.set_status(entry, "loading its data set was cancelled")
+
+        self.task = self.tasks.start(work, on_done=done, on_error=failed, on_progress=self.progress.emit,
+                                     on_cancel=cancelled)
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
 
 
 def _key(path: str) -> str:

@@ -166,11 +166,13 @@ class ExplorerController(QObject):
         """The status bar's Cancel: stops the cancellable work in flight."""
         self.projections.cancel()
         self.dropped.cancel()
+        self.data.cancel()
 
     def shutdown(self) -> None:
         self.manifold.shutdown()
         self.projections.shutdown()
         self.dropped.cancel()
+        self.data.cancel()
         self.cursor.close()
         self.datum.close()
         self.tasks.shutdown()
