@@ -26,8 +26,8 @@ UMAP_COMPILE_SECONDS = 50.0  # numba compiling umap-learn's and pynndescent's ke
 _REF_N = 70_000
 _REF_CORES = 2
 # Calibration (2 cores, 70k x 20): see the module docstring.
-_TSNE_NN_S = 30.0  # annoy index + queries + perplexity calibration (k = 3 x perplexity = 90)
-_TSNE_ITER_S = 0.12  # one gradient iteration of all points (FFT)
+_TSNE_NN_S = 33.0  # annoy index + queries + perplexity calibration (k = 3 x perplexity = 90)
+_TSNE_ITER_S = 0.16  # one gradient iteration of all points (FFT)
 _UMAP_NN_S = 6.0
 _UMAP_LAYOUT_S = 8.0  # 200 epochs (umap-learn's default above 10k points)
 
@@ -55,7 +55,7 @@ def estimate_seconds(method: str, n: int, options: Mapping[str, Any] | None = No
     if method in ("pca", "dims"):
         return 1e-7 * n
     if method == "tsne":
-        iters = int(o.get("n_iter", 500)) + int(o.get("early_exaggeration_iter", 250))
+        iters = int(o.get("n_iter", 250)) + int(o.get("early_exaggeration_iter", 125))
         return tsne_neighbour_seconds(n, cores) + iters * _TSNE_ITER_S * n / _REF_N * f
     if method == "umap":
         epochs = o.get("n_epochs") or (200 if n > 10_000 else 500)
