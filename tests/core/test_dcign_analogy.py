@@ -98,3 +98,27 @@ def test_analogy_training_step_and_error(tmp_path):
     path = tmp_path / "analogy.safetensors"
     checkpoint.save(model, path)
     assert checkpoint.load(path).config == model.config
+
+
+@pytest.mark.slow
+def test_analogy_training_beats_plain_vector_arithmetic():
+    """Held-out analogy error of the analogy-trained VAE against plain arithmetic in the same VAE without the
+    objective (8 px grey faces, latent 4, 600 steps of 32). Measured over seeds 0-2: plain 0.0131-0.0144,
+    trained 0.0078-0.0087 per pixel (ratio 0.55-0.66); the test runs seed 0 and asks for a ratio below 0.8."""
+    from explorer.core.data.faces import make_faces
+    from explorer.core.data.transforms import transform_data
+
+    data = transform_data(make_faces(1200, seed=0, size=8), channels=1)
+    x = torch.from_numpy(data.images[: data.n_train]).float() / 255
+    errors = {}
+    for family, extra in (("vae", {}), ("analogy", {"seed": 0, "analogy_batch": 16})):
+        torch.manual_seed(0)
+        model = build_model(family, {"latent_dim": 4, "image_shape": [1, 8, 8], "arch": "mlp", "hidden": [64],
+                                     **extra})
+        opts = model.configure_optimizers(2e-3)
+        gen = torch.Generator().manual_seed(0)
+        model.train()
+        for step in range(600):
+            model.train_step(x[torch.randint(len(x), (32,), generator=gen)], opts, step)
+        errors[family] = analogy_error(model.eval(), 300)["analogy_mse"]
+    assert errors["analogy"] < 0.8 * errors["vae"], errors
