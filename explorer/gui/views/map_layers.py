@@ -323,19 +323,27 @@ class DensityItem(pg.GraphicsObject):
             return
         sx, sy = dev.width() / r.width(), dev.height() / r.height()  # device pixels per map unit
         c = self._cache
-        hit = (c is not None and abs(c[3] / sx - 1) < 1e-6 and abs(c[4] / sy - 1) < 1e-6
-               and c[2][0] <= r.left() and c[2][1] <= r.top() and c[2][2] >= r.right() and c[2][3] >= r.bottom())
+        same_scale = c is not None and abs(c[3] / sx - 1) < 1e-6 and abs(c[4] / sy - 1) < 1e-6
+        hit = (same_scale and c[2][0] <= r.left() and c[2][1] <= r.top() and c[2][2] >= r.right()
+               and c[2][3] >= r.bottom())
         if not hit:
-            # Render the view plus a margin at the view's own scale; later frames at the same scale (a pan,
-            # a cursor moving over the map) blit from it. A zoom changes the scale and re-renders.
+            # A zoom (new scale) renders just the view. A pan (same scale, view moved off the image) renders
+            # the view plus a margin, and the pan frames after it blit from that image, as does a cursor
+            # moving over the map.
             bx0, by0, bx1, by1 = self._data_bounds
             eps = 1e-6 * max(bx1 - bx0, by1 - by0, 1e-12)
-            mw, mh = self.PAN_MARGIN * r.width(), self.PAN_MARGIN * r.height()
-            x0, y0 = max(r.left() - mw, bx0 - eps), max(r.top() - mh, by0 - eps)
-            x1, y1 = min(r.right() + mw, bx1 + eps), min(r.bottom() + mh, by1 + eps)
-            w = min(int(math.ceil((x1 - x0) * sx)), 16384)
-            h = min(int(math.ceil((y1 - y0) * sy)), 16384)
-            x1, y1 = x0 + w / sx, y0 + h / sy  # whole pixels at exactly the view's scale
+            margin = self.PAN_MARGIN if same_scale else 0.0
+            # Whole device pixels on every side (clipped to the data), so the view's own pixel grid is the
+            # image's and a whole-pixel pan blits exactly.
+            mx, my = margin * dev.width(), margin * dev.height()
+            left = int(min(mx, max(0.0, (r.left() - bx0 + eps) * sx)))
+            right = int(min(mx, max(0.0, (bx1 + eps - r.right()) * sx)))
+            top = int(min(my, max(0.0, (by1 + eps - r.bottom()) * sy)))
+            bottom = int(min(my, max(0.0, (r.top() - by0 + eps) * sy)))
+            w = min(left + int(math.ceil(dev.width())) + right, 16384)
+            h = min(top + int(math.ceil(dev.height())) + bottom, 16384)
+            x0, y1 = r.left() - left / sx, r.bottom() + top / sy
+            x1, y0 = x0 + w / sx, y1 - h / sy
             x, y, cols, bounds = self.x, self.y, self.colours, self._data_bounds
             if self.index is not None:
                 # Zoomed in: only the points in the rendered x range are looked at. Zoomed out, gathering
