@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPoint, QPointF, QRect, QRectF, Qt, Signal
+from PySide6.QtCore import QPoint, QPointF, QRect, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPen
-from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel,
-                               QProgressBar, QPushButton, QRadioButton, QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QFrame, QGridLayout, QHBoxLayout, QLabel,
+                               QProgressBar, QPushButton, QRadioButton, QScrollArea, QSizePolicy, QSpinBox,
+                               QVBoxLayout, QWidget)
 
 from ..controllers.completion import (CompletionController, CompletionRun, PatchCodes, PatchController, PatchPair,
                                       is_patch_model)
@@ -31,8 +32,17 @@ from .map_view import HOVER_RADIUS_PX, UniformScatter
 if TYPE_CHECKING:
     from ..controllers.explorer import ExplorerController
 
-MASK_COLOUR = QColor(230, 40, 40, 150)
+MASK_COLOUR = QColor(230, 40, 40, 120)  # translucent: the pixels under the mask stay visible
+HINT = "Paint the missing region (left button paints, right button erases), then Run."
 DRAWN_PATCHES = 300  # points drawn as their patches with "Draw as patches"
+
+
+class _CompactPlot(pg.PlotWidget):
+    """A plot whose preferred size is small: a scroll area sizes a word-wrapping page by its parts' preferred
+    heights, and a plain PlotWidget's would push the page past a 760-px screen."""
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt name)
+        return QSize(320, 180)
 
 
 class MaskCanvas(QWidget):
@@ -196,86 +206,107 @@ class CompletionPanel(QWidget):
         self.result_panels: list[ImagePanel] = []
         self.place_buttons: list[QPushButton] = []
 
+        # Laid out for a bottom dock ~150 px high on a 1280x760 screen: the controls in four short rows, the
+        # canvas beside them, the results in a strip of their own that scrolls sideways when it must.
         outer = QHBoxLayout(self)
-        # Left: what to complete, the tools, Run.
-        left = QVBoxLayout()
-        form = QFormLayout()
+        outer.setContentsMargins(4, 2, 4, 2)
+        left = QGridLayout()
+        left.setContentsMargins(0, 0, 0, 0)
+        left.setVerticalSpacing(3)
         self.source_box = QComboBox()
         self.source_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.source_box.setMinimumContentsLength(16)
+        self.source_box.setMinimumContentsLength(10)
         self.source_box.setToolTip("The selected datum (click one on the map) or an image dropped on the map")
-        form.addRow("Image", self.source_box)
-        tools = QHBoxLayout()
+        left.addWidget(self.source_box, 0, 0, 1, 3)
         self.rect_tool = QRadioButton("Rectangle")
         self.brush_tool = QRadioButton("Brush")
+        self.rect_tool.setToolTip("Drag from one corner pixel to the opposite one (right button: erase)")
+        self.brush_tool.setToolTip("Paint along the drag (right button: erase)")
         self.rect_tool.setChecked(True)
         self._tool_group = QButtonGroup(self)
         for b in (self.rect_tool, self.brush_tool):
             self._tool_group.addButton(b)
-            tools.addWidget(b)
-        form.addRow("Mask", tools)
         self.brush_spin = QSpinBox()
         self.brush_spin.setRange(1, 32)
         self.brush_spin.setValue(3)
         self.brush_spin.setSuffix(" px")
         self.brush_spin.setToolTip("Brush diameter in image pixels")
-        form.addRow("Brush", self.brush_spin)
+        left.addWidget(self.rect_tool, 1, 0)
+        left.addWidget(self.brush_tool, 1, 1)
+        left.addWidget(self.brush_spin, 1, 2)
         self.restarts_spin = QSpinBox()
         self.restarts_spin.setRange(1, 8)
         self.restarts_spin.setValue(int(self.controller.options["restarts"]))
+        self.restarts_spin.setSuffix(" fills")
         self.restarts_spin.setToolTip("Completions to search for (restarts from different codes), best first")
-        form.addRow("Completions", self.restarts_spin)
         self.steps_spin = QSpinBox()
         self.steps_spin.setRange(10, 5000)
         self.steps_spin.setSingleStep(50)
         self.steps_spin.setValue(int(self.controller.options["steps"]))
+        self.steps_spin.setSuffix(" steps")
         self.steps_spin.setToolTip("Optimisation steps of the latent search")
-        form.addRow("Steps", self.steps_spin)
-        left.addLayout(form)
-        row = QHBoxLayout()
         self.clear_button = QPushButton("Clear mask")
+        left.addWidget(self.restarts_spin, 2, 0)
+        left.addWidget(self.steps_spin, 2, 1)
+        left.addWidget(self.clear_button, 2, 2)
         self.run_button = QPushButton("Run")
         self.run_button.setToolTip("Search the latent whose decoding matches the visible pixels, then blend its "
                                    "fill into the hole (in the background)")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
-        for b in (self.clear_button, self.run_button, self.cancel_button):
-            row.addWidget(b)
-        left.addLayout(row)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setVisible(False)
-        left.addWidget(self.progress)
-        self.status = QLabel("Paint the missing region (left button paints, right button erases), then Run.")
+        left.addWidget(self.run_button, 3, 0)
+        left.addWidget(self.cancel_button, 3, 1)
+        left.addWidget(self.progress, 3, 2)
+        self.status = QLabel(HINT)
         self.status.setWordWrap(True)
         self.status.setStyleSheet(muted_css())
-        left.addWidget(self.status)
+        left.addWidget(self.status, 4, 0, 1, 3)
         self.error = QLabel("")
         self.error.setWordWrap(True)
         self.error.setStyleSheet(error_css())
-        left.addWidget(self.error)
-        left.addStretch(1)
+        left.addWidget(self.error, 5, 0, 1, 3)
+        left.setRowStretch(6, 1)
         holder = QWidget()
         holder.setLayout(left)
-        holder.setMaximumWidth(320)
+        holder.setMaximumWidth(330)
         outer.addWidget(holder)
-        # Middle: the canvas.
-        self.canvas = MaskCanvas(180)
+        self.canvas = MaskCanvas(100)
+        self.canvas.setToolTip("Paint the region to complete: left button paints, right button erases")
         outer.addWidget(self.canvas, 2)
-        # Right: original, masked input, completions.
+        # The completions come first, next to the canvas (which shows the original under the mask), so the best
+        # ones are in view without scrolling; the original and the masked input follow.
+        strip = QWidget()
+        row = QHBoxLayout(strip)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(2)
         self.results = QGridLayout()
         self.results.setHorizontalSpacing(2)
-        self.original_panel = ImagePanel("Original", min_size=72)
-        self.masked_panel = ImagePanel("Masked input", min_size=72)
-        self.results.addWidget(self.original_panel, 0, 0)
-        self.results.addWidget(self.masked_panel, 0, 1)
-        outer.addLayout(self.results, 5)
+        self.results.setVerticalSpacing(0)
+        row.addLayout(self.results, 1)
+        self.original_panel = ImagePanel("", min_size=64)
+        self.masked_panel = ImagePanel("", min_size=64)
+        for panel in (self.original_panel, self.masked_panel):
+            side = QVBoxLayout()
+            side.addWidget(panel, 1)
+            side.addSpacing(self.fontMetrics().lineSpacing() * 2 + 14)  # level with the completions' buttons
+            row.addLayout(side)
+        self.results_area = QScrollArea()
+        self.results_area.setWidgetResizable(True)
+        self.results_area.setFrameShape(QFrame.Shape.NoFrame)
+        self.results_area.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.results_area.setWidget(strip)
+        self.results_area.setMinimumWidth(140)
+        outer.addWidget(self.results_area, 5)
 
         c, st = self.controller, self.ctx.state
         self.rect_tool.toggled.connect(lambda on: setattr(self.canvas, "tool", "rect" if on else "brush"))
         self.brush_spin.valueChanged.connect(lambda v: setattr(self.canvas, "brush_size", int(v)))
         self.source_box.activated.connect(lambda _i: self._source_picked())
         self.clear_button.clicked.connect(self.canvas.clear_mask)
+        self.canvas.maskChanged.connect(self._preview_masked)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(c.cancel)
         c.progress.connect(self._progress)
@@ -284,10 +315,15 @@ class CompletionPanel(QWidget):
         c.cancelled.connect(self._cancelled)
         st.selectionChanged.connect(lambda entry, idx: entry is st.current and self.refresh_sources(prefer="datum"))
         st.droppedChanged.connect(lambda entry: entry is st.current and self.refresh_sources(prefer="dropped"))
-        st.currentChanged.connect(lambda entry: self.refresh_sources())
+        st.currentChanged.connect(lambda entry: self._model_changed())
         self.refresh_sources()
 
     # ------------------------------------------------------------ sources
+    def _model_changed(self) -> None:
+        self.error.setText("")
+        self.status.setText(HINT)
+        self.refresh_sources()
+
     def refresh_sources(self, prefer: str | None = None) -> None:
         """Fill the image box; a new selection (or new dropped images) becomes the image painted on."""
         keep = self.source_box.currentData()
@@ -311,7 +347,24 @@ class CompletionPanel(QWidget):
         self.canvas.set_image(self.source.image if self.source is not None else None)
         self.run_button.setEnabled(self.source is not None and not self.controller.running)
         if self.source is not None:
-            self.original_panel.show_array(to_uint8_hwc(self.source.image), self.source.label)
+            self.original_panel.show_array(to_uint8_hwc(self.source.image), f"original\n{self.source.label}")
+        else:
+            self.original_panel.clear()
+        for panel, button in zip(self.result_panels, self.place_buttons):  # they belong to the previous image
+            panel.clear()
+            button.setEnabled(False)
+
+    def _preview_masked(self) -> None:
+        """What the encoder will see: the hole filled with the mean of the visible pixels (as the core does)."""
+        mask = self.canvas.mask
+        if self.source is None or mask.shape != self.source.image.shape[1:]:
+            self.masked_panel.clear()
+            return
+        x = self.source.image.astype(np.float32) / 255.0
+        if mask.any() and not mask.all():
+            mean = x[:, ~mask].mean(1)
+            x = np.where(mask[None], mean[:, None, None], x)
+        self.masked_panel.show_array(to_uint8_hwc(x), f"masked input\n{int(mask.sum())} pixels hidden")
 
     def select_source(self, kind: str, index: int) -> bool:
         for i in range(self.source_box.count()):
@@ -358,8 +411,8 @@ class CompletionPanel(QWidget):
     def _finished(self, run: CompletionRun) -> None:
         self._idle()
         res = run.result
-        self.masked_panel.show_array(to_uint8_hwc(run.masked), f"{int(run.mask.sum())} pixels hidden")
-        self.original_panel.show_array(to_uint8_hwc(run.source.image), run.source.label)
+        self.masked_panel.show_array(to_uint8_hwc(run.masked), f"masked input\n{int(run.mask.sum())} pixels hidden")
+        self.original_panel.show_array(to_uint8_hwc(run.source.image), f"original\n{run.source.label}")
         while len(self.result_panels) > len(res.losses):
             panel, button = self.result_panels.pop(), self.place_buttons.pop()
             for w in (panel, button):
@@ -367,18 +420,20 @@ class CompletionPanel(QWidget):
                 w.deleteLater()
         for k in range(len(res.losses)):
             if k >= len(self.result_panels):
-                panel = ImagePanel(f"Completion {k + 1}", min_size=72)
-                button = QPushButton("Put on the map")
+                panel = ImagePanel("", min_size=64)
+                button = QPushButton("Put on\nthe map")  # two lines: the strip is narrow in a bottom dock
+                button.setMinimumWidth(64)
                 button.setToolTip("Move the cursor to this completion's latent code")
                 button.clicked.connect(lambda _=False, i=k: self.controller.place(i))
-                self.results.addWidget(panel, 0, 2 + k)
-                self.results.addWidget(button, 1, 2 + k)
+                self.results.addWidget(panel, 0, k)
+                self.results.addWidget(button, 1, k)
                 self.result_panels.append(panel)
                 self.place_buttons.append(button)
-            caption = f"loss {float(res.losses[k]):.4g}"
+            caption = f"{k + 1}: loss {float(res.losses[k]):.3g}"
             if run.hole_mse is not None:
                 caption += f"\nhole MSE {float(run.hole_mse[k]):.4f}"
             self.result_panels[k].show_array(to_uint8_hwc(res.blended[k]), caption)
+            self.place_buttons[k].setEnabled(True)
         text = f"{len(res.losses)} completions ({res.method}, {res.blend} blending), best first."
         if run.hole_mse is not None and run.mean_fill_mse is not None:
             text += (f" Error inside the hole: best {float(run.hole_mse[0]):.4f} against "
@@ -401,36 +456,40 @@ class PatchesView(QWidget):
         self._patch_items: list[pg.ImageItem] = []
         self._stale = True
 
-        outer = QHBoxLayout(self)
-        left = QVBoxLayout()
+        # The central area of a 1280x760 window is ~550x440: the codec on one row at the top, the map under it.
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(4, 2, 4, 2)
+        top = QHBoxLayout()
+        self.original_panel = ImagePanel("", min_size=84)
+        self.recon_panel = ImagePanel("", min_size=84)
+        top.addWidget(self.original_panel, 1)
+        top.addWidget(self.recon_panel, 1)
+        text = QVBoxLayout()
         self.info = QLabel("Open a patch model (latent-explorer train --arch patch …) to see it as a codec.")
         self.info.setWordWrap(True)
-        left.addWidget(self.info)
-        self.original_panel = ImagePanel("Original", min_size=96)
-        self.recon_panel = ImagePanel("Reconstruction", min_size=96)
-        left.addWidget(self.original_panel, 1)
-        left.addWidget(self.recon_panel, 1)
+        text.addWidget(self.info)
         self.metrics = QLabel("")
         self.metrics.setWordWrap(True)
-        left.addWidget(self.metrics)
-        holder = QWidget()
-        holder.setLayout(left)
-        holder.setMaximumWidth(240)
-        outer.addWidget(holder)
+        self.metrics.setToolTip("Compression ratio: the image's bytes (one per pixel and channel) over its codes' "
+                                "(one byte per code number, 8-bit quantised, as in latent-explorer compress). "
+                                "PSNR and SSIM here use the unquantised codes.")
+        text.addWidget(self.metrics)
+        self.draw_patches = QCheckBox("Draw the map's points as patches")
+        self.draw_patches.setToolTip(f"Draw {DRAWN_PATCHES} of the points as their patches")
+        self.draw_patches.toggled.connect(lambda _on: self._draw_patch_images())
+        text.addWidget(self.draw_patches)
+        text.addStretch(1)
+        top.addLayout(text, 2)
+        outer.addLayout(top, 2)
+        bottom = QHBoxLayout()
         mid = QVBoxLayout()
-        row = QHBoxLayout()
         self.map_caption = QLabel("Map of patch codes")
         self.map_caption.setStyleSheet(muted_css())
         self.map_caption.setWordWrap(True)
-        row.addWidget(self.map_caption, 1)
-        self.draw_patches = QCheckBox("Draw as patches")
-        self.draw_patches.setToolTip(f"Draw {DRAWN_PATCHES} of the points as their patches")
-        self.draw_patches.toggled.connect(lambda _on: self._draw_patch_images())
-        row.addWidget(self.draw_patches)
-        mid.addLayout(row)
-        self.plot = pg.PlotWidget(background="#1e1f22" if is_dark() else "w")
+        mid.addWidget(self.map_caption)
+        self.plot = _CompactPlot(background="#1e1f22" if is_dark() else "w")
         self.plot.setMenuEnabled(False)
-        self.plot.setMinimumSize(200, 160)
+        self.plot.setMinimumSize(200, 150)
         self.plot.setLabel("bottom", "PC 1 of the codes")
         self.plot.setLabel("left", "PC 2")
         self.scatter = UniformScatter(pxMode=True, size=4, pen=None, brush=pg.mkBrush(40, 110, 200, 140))
@@ -444,10 +503,11 @@ class PatchesView(QWidget):
         self.error.setStyleSheet(error_css())
         self.error.setWordWrap(True)
         mid.addWidget(self.error)
-        outer.addLayout(mid, 3)
-        self.patch_panel = ImagePanel("Patch under the mouse", min_size=120)
-        self.patch_panel.setMaximumWidth(200)
-        outer.addWidget(self.patch_panel, 1)
+        bottom.addLayout(mid, 3)
+        self.patch_panel = ImagePanel("Patch under the mouse", min_size=100)
+        self.patch_panel.setMaximumWidth(180)
+        bottom.addWidget(self.patch_panel, 1)
+        outer.addLayout(bottom, 5)
 
         c, st = self.controller, self.ctx.state
         c.pairReady.connect(self._show_pair)
@@ -472,7 +532,7 @@ class PatchesView(QWidget):
         self.error.setText("")
         entry = self.ctx.state.current
         if not is_patch_model(entry) or entry.data is None:
-            name = f"{entry.name} is a {entry.model.family.upper()} model. " if entry is not None else ""
+            name = f"{entry.name} ({entry.model.family.upper()}) is no patch model. " if entry is not None else ""
             self.info.setText(f"{name}Open a patch model (latent-explorer train --arch patch …) to see it as a "
                               "codec and its map of patch codes.")
             self.original_panel.clear()
@@ -492,8 +552,8 @@ class PatchesView(QWidget):
 
     def _show_pair(self, pair: PatchPair) -> None:
         self.pair = pair
-        self.original_panel.show_array(to_uint8_hwc(pair.original), f"datum #{pair.index}")
-        self.recon_panel.show_array(to_uint8_hwc(pair.reconstruction), "patch by patch")
+        self.original_panel.show_array(to_uint8_hwc(pair.original), f"original, datum #{pair.index}")
+        self.recon_panel.show_array(to_uint8_hwc(pair.reconstruction), "reconstruction, patch by patch")
         self.metrics.setText(f"<b>{pair.ratio:.3g}:1</b> ({pair.raw_bytes} bytes → {pair.code_bytes} one-byte "
                              f"codes)<br>PSNR <b>{pair.psnr:.2f} dB</b> · SSIM <b>{pair.ssim:.3f}</b>")
 
@@ -512,8 +572,9 @@ class PatchesView(QWidget):
         self.codes = codes
         self.scatter.setData(pos=codes.positions)
         self.scatter._cached_rect = None
-        self.map_caption.setText(f"{len(codes.codes)} random patches, their {codes.codes.shape[1]}-number codes "
-                                 f"projected by PCA ({codes.explained:.0%} of the variance). Hover a point.")
+        self.map_caption.setText(f"Map of patch codes: {len(codes.codes)} random patches, PCA of their "
+                                 f"{codes.codes.shape[1]}-number codes ({codes.explained:.0%} of the variance). "
+                                 "Hover a point to see its patch.")
         self.plot.getPlotItem().getViewBox().autoRange()
         self._draw_patch_images()
 
