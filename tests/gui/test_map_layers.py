@@ -247,3 +247,34 @@ def test_panning_blits_from_the_rendered_margin_and_matches_a_fresh_render(qtbot
     vb.scaleBy((0.5, 0.5))
     w.grab()
     assert layers.density.renders == before + 2  # a zoom renders anew
+
+
+def test_a_forming_map_is_drawn_with_the_same_colours(qtbot):
+    from explorer.gui.views.map_view import LatentMapView
+
+    view = LatentMapView()
+    qtbot.addWidget(view)
+    labels = np.arange(300) % 3
+    view.set_points(np.zeros((300, 2), np.float32) + np.arange(300)[:, None], labels, ["a", "b", "c"])
+    frame = np.random.default_rng(0).normal(size=(300, 2)).astype(np.float32) * 40
+    view.show_partial_map(frame)
+    np.testing.assert_array_equal(view.positions, frame)
+    np.testing.assert_array_equal(np.sort(view.scatter_items[1].data["x"]), np.sort(frame[labels == 1, 0]))
+    view.show_partial_map(frame[:10])  # a frame of another map: ignored
+    assert len(view.positions) == 300
+
+
+def test_the_density_layer_takes_the_views_own_colours(qtbot):
+    from PySide6.QtGui import QColor
+
+    from explorer.gui.views.map_view import LatentMapView
+
+    view = LatentMapView()
+    qtbot.addWidget(view)
+    view.density_threshold = 100
+    labels = np.arange(1000) % 2
+    ramp = [QColor(10, 20, 30), QColor(200, 100, 50)]
+    view.set_points(np.random.default_rng(0).normal(size=(1000, 2)).astype(np.float32), labels, ["lo", "hi"],
+                    colours=ramp)
+    np.testing.assert_array_equal(view.layers.density.colours[:, 1], [200, 100, 50])
+    np.testing.assert_array_equal(view.layers.density.colours[:, 0], [10, 20, 30])

@@ -48,11 +48,13 @@ UNLABELLED_RGB = (153, 153, 153)
 
 
 # ============================================================================ pure numpy: rendering
-def point_colours(labels: np.ndarray, n_labels: int | None = None) -> np.ndarray:
-    """(3, N) float64 RGB per point from its label (negative labels: grey), channel-major."""
+def point_colours(labels: np.ndarray, n_labels: int | None = None, palette: np.ndarray | None = None) -> np.ndarray:
+    """(3, N) float64 RGB per point from its label (negative labels: grey), channel-major. ``palette``
+    ((n_labels, 3) RGB) replaces the label palette, e.g. a colour ramp over the bins of a continuous value."""
     labels = np.asarray(labels, np.int64)
     n = int(labels.max()) + 1 if len(labels) and n_labels is None else int(n_labels or 0)
-    palette = np.concatenate([label_colours(max(n, 1)).astype(np.float64), [UNLABELLED_RGB]])
+    own = label_colours(max(n, 1)) if palette is None or len(palette) < n else np.asarray(palette)[:max(n, 1)]
+    palette = np.concatenate([np.asarray(own, np.float64).reshape(-1, 3), [UNLABELLED_RGB]])
     rgb = palette[np.where(labels < 0, len(palette) - 1, np.minimum(labels, len(palette) - 2))]
     return np.ascontiguousarray(rgb.T)
 
@@ -277,11 +279,11 @@ class DensityItem(pg.GraphicsObject):
         self.renders = 0  # images computed (a pan or a repaint at the same scale reuses the last one)
 
     def set_data(self, positions: np.ndarray, labels: np.ndarray, n_labels: int | None = None,
-                 index: PointIndex | None = None) -> None:
+                 index: PointIndex | None = None, palette: np.ndarray | None = None) -> None:
         self.prepareGeometryChange()
         self.positions = np.ascontiguousarray(positions, np.float32)
         self.x, self.y = np.ascontiguousarray(self.positions[:, 0]), np.ascontiguousarray(self.positions[:, 1])
-        self.colours = point_colours(labels, n_labels)
+        self.colours = point_colours(labels, n_labels, palette)
         self.index = index
         if len(self.positions):
             lo, hi = self.positions.min(0), self.positions.max(0)
@@ -530,14 +532,16 @@ class MapLayers:
         self.index: PointIndex | None = None
 
     def set_points(self, positions: np.ndarray, labels: np.ndarray, label_names: Sequence[str] = (),
-                   image_fn: Callable[[np.ndarray], np.ndarray] | None = None, *, density: bool = True) -> None:
-        """New points. ``density=False`` keeps only the index and thumbnails (a small map drawn by scatters)."""
+                   image_fn: Callable[[np.ndarray], np.ndarray] | None = None, *, density: bool = True,
+                   palette: np.ndarray | None = None) -> None:
+        """New points. ``density=False`` keeps only the index and thumbnails (a small map drawn by scatters);
+        ``palette`` ((n_labels, 3) RGB) replaces the label colours."""
         positions = np.ascontiguousarray(positions, np.float32)
         labels = np.asarray(labels)
         n_labels = max(len(label_names), int(labels.max()) + 1 if len(labels) else 0)
         self.index = PointIndex(positions)
         if density:
-            self.density.set_data(positions, labels, n_labels, index=self.index)
+            self.density.set_data(positions, labels, n_labels, index=self.index, palette=palette)
         else:
             self.density.clear()
         self.density.setVisible(density)

@@ -300,7 +300,8 @@ class LatentMapView(QWidget):
                 self.legend.addItem(item, name)
         for item in self.scatter_items[len(groups):]:
             item.clear()
-        self.layers.set_points(self.positions, labels, names, density=dense)
+        palette = np.array([[c.red(), c.green(), c.blue()] for c in colours[:n_labels]], np.uint8).reshape(-1, 3)
+        self.layers.set_points(self.positions, labels, names, density=dense, palette=palette)
         self._shown_labels = (labels, list(label_names))
 
     def show_partial_map(self, positions: np.ndarray) -> None:
