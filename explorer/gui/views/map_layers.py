@@ -269,6 +269,7 @@ class DensityItem(pg.GraphicsObject):
         self.positions = np.zeros((0, 2), np.float32)
         self.colours = np.zeros((3, 0), np.float64)
         self.x = self.y = np.zeros(0, np.float32)
+        self._sorted: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._data_bounds = (0.0, 0.0, 0.0, 0.0)
         self.index: PointIndex | None = None
         self._bounds = QRectF()
@@ -285,6 +286,7 @@ class DensityItem(pg.GraphicsObject):
         self.x, self.y = np.ascontiguousarray(self.positions[:, 0]), np.ascontiguousarray(self.positions[:, 1])
         self.colours = point_colours(labels, n_labels, palette)
         self.index = index
+        self._sort()
         if len(self.positions):
             lo, hi = self.positions.min(0), self.positions.max(0)
             self._data_bounds = (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
@@ -297,8 +299,18 @@ class DensityItem(pg.GraphicsObject):
 
     def set_colours(self, labels: np.ndarray, n_labels: int | None = None) -> None:
         self.colours = point_colours(labels, n_labels)
+        self._sort()
         self._cache = None
         self.update()
+
+    def _sort(self) -> None:
+        # Copies in the index's x order: the points of a zoomed-in view are then one contiguous slice
+        # (a view, no gathering of positions and colours on every frame).
+        if self.index is not None and len(self.index.order) == len(self.x):
+            o = self.index.order
+            self._sorted = (self.x[o], self.y[o], np.ascontiguousarray(self.colours[:, o]))
+        else:
+            self._sorted = None
 
     def clear(self) -> None:
         self.set_data(np.zeros((0, 2), np.float32), np.zeros(0, np.int64))
@@ -348,11 +360,12 @@ class DensityItem(pg.GraphicsObject):
             x1, y0 = x0 + w / sx, y1 - h / sy
             x, y, cols, bounds = self.x, self.y, self.colours, self._data_bounds
             if self.index is not None:
-                # Zoomed in: only the points in the rendered x range are looked at. Zoomed out, gathering
-                # most of them would cost more than masking them all.
-                cand = self.index.x_slice(x0, x1)
-                if len(cand) < 0.5 * len(self.positions):
-                    x, y, cols, bounds = self.x[cand], self.y[cand], self.colours[:, cand], None
+                # Only the points in the rendered x range are looked at: a slice of the x-sorted copies.
+                a = int(np.searchsorted(self.index.sorted_x, x0, "left"))
+                b = int(np.searchsorted(self.index.sorted_x, x1, "right"))
+                if b - a < len(self.positions) and self._sorted is not None:
+                    sx_, sy_, sc_ = self._sorted
+                    x, y, cols, bounds = sx_[a:b], sy_[a:b], sc_[:, a:b], None
             img, self.last_mode, self.last_visible = render_density(x, y, cols, (x0, y0, x1, y1), w, h,
                                                                     points_max=self.points_max, bounds=bounds)
             qimg = QImage(img.data, w, h, 4 * w, QImage.Format.Format_RGBA8888)
