@@ -78,11 +78,13 @@ def faces_models(args) -> dict:
 
     size = args.face_size
     data = make_faces(args.face_count, seed=0, size=size)
-    common = {"latent_dim": args.face_latent, "image_shape": [3, size, size], "arch": "conv", "base_channels": 32}
+    common = {"latent_dim": args.face_latent, "image_shape": [3, size, size], "arch": args.face_arch,
+              "base_channels": 32, "hidden": [128]}
     specs = {
         "vae": ("vae", {}),
         "beta_vae": ("vae", {"beta": 4.0}),
         "dcign": ("dcign", {"seed": args.seed}),
+        "dcign_invariance_1": ("dcign", {"seed": args.seed, "invariance_weight": 1.0}),
         "analogy": ("analogy", {"seed": args.seed}),
     }
     dis, ana, secs = {}, {}, {}
@@ -95,7 +97,7 @@ def faces_models(args) -> dict:
         if name != "analogy":
             d = disentanglement(model, data, split="test", max_items=2000, seed=args.seed)
             dis[name] = {k: d[k] for k in ("mig", "dci_disentanglement", "dci_completeness", "dci_informativeness")}
-            if name == "dcign":
+            if family == "dcign":
                 mi = np.array(d["mutual_information"])
                 units = {}
                 for factor, unit in model.config.factor_units.items():
@@ -108,8 +110,8 @@ def faces_models(args) -> dict:
             err = analogy_error(model, args.analogies, seed=args.seed)
             ana[name] = {"analogy_mse": err["analogy_mse"], "copy_mse": err["copy_mse"]}
             log(f"analogy {name}: {json.dumps(ana[name])}")
-    return {"data": f"faces {size}px RGB, {data.n_train} train / {data.n_test} test, latent {args.face_latent}, "
-                    f"{args.face_steps} steps of 64",
+    return {"data": f"faces {size}px RGB, {data.n_train} train / {data.n_test} test, {args.face_arch}, "
+                    f"latent {args.face_latent}, {args.face_steps} steps of 64",
             "disentanglement": dis,
             "analogy": {"arithmetic_in_vae": ana["vae"]["analogy_mse"],
                         "analogy_trained": ana["analogy"]["analogy_mse"],
@@ -120,6 +122,7 @@ def faces_models(args) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--cpu", action="store_true", help="sizes for a shared 2-core CPU (the figures quoted in README)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes: only checks that the script runs")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
@@ -136,13 +139,19 @@ def main() -> None:
     args.face_latent = 10
     args.face_steps = 1000 if quick else 6000
     args.analogies = 500
+    args.face_arch = "conv"
+    if args.cpu:
+        args.mnist_train, args.mnist_test, args.epochs, args.pixel_epochs, args.k = 3000, 500, 10, 3, 64
+        args.pixel_channels, args.pixel_layers = 16, 3
+        args.face_count, args.face_steps, args.face_size, args.face_latent = 2400, 1500, 16, 8
+        args.face_arch, args.analogies = "mlp", 300
     if args.smoke:
         args.mnist_train, args.mnist_test, args.epochs, args.pixel_epochs, args.k = 500, 100, 1, 1, 8
         args.pixel_channels, args.pixel_layers = 8, 1
         args.face_count, args.face_steps, args.analogies, args.face_size = 300, 10, 20, 16
     torch.set_num_threads(max(1, torch.get_num_threads()))
     t0 = time.perf_counter()
-    result = {"benchmark": "families", "quick": quick, "smoke": args.smoke, "torch_threads": torch.get_num_threads()}
+    result = {"benchmark": "families", "quick": quick, "smoke": args.smoke, "cpu": args.cpu, "torch_threads": torch.get_num_threads()}
     result["likelihood"] = likelihood(args)
     result["faces"] = faces_models(args)
     result["seconds"] = round(time.perf_counter() - t0, 1)
