@@ -84,7 +84,7 @@ def faces_models(args) -> dict:
         "vae": ("vae", {}),
         "beta_vae": ("vae", {"beta": 4.0}),
         "dcign": ("dcign", {"seed": args.seed}),
-        "dcign_invariance_1": ("dcign", {"seed": args.seed, "invariance_weight": 1.0}),
+        "dcign_invariance_10": ("dcign", {"seed": args.seed, "invariance_weight": 10.0}),
         "analogy": ("analogy", {"seed": args.seed}),
     }
     dis, ana, secs = {}, {}, {}

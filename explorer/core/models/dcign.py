@@ -52,7 +52,7 @@ class DCIGNConfig(VAEConfig):
 
     arch: str = "conv"
     factor_units: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_FACTOR_UNITS))
-    invariance_weight: float = 10.0  # pull of the clamped units towards their batch mean (1: too weak, 100: collapse)
+    invariance_weight: float = 1.0  # pull of the clamped units to their batch mean: 1 = the paper's gradient (z - mean)
     free_batches: bool = True  # also draw batches where the assigned factors are fixed and the rest varies
     seed: int = 0  # seed of the drawn batches (step k of seed s always shows the same faces)
 
