@@ -105,7 +105,7 @@ def test_completion_beats_the_mean_fill_and_goes_on_the_map(completing):
     assert wins >= 4
     # The panel shows original, masked input and each completion with its loss.
     assert len(panel.result_panels) == 2
-    assert "loss" in panel.result_panels[0].caption.text()
+    assert "loss" in panel.result_panels[0].caption.text() and "hole" in panel.result_panels[0].caption.text()
     np.testing.assert_array_equal(panel.result_panels[1].last_array[..., 0],
                                   (np.clip(runs[-1].result.blended[1][0], 0, 1) * 255 + 0.5).astype(np.uint8))
     assert "mean image" in panel.status.text()

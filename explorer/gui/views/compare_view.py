@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QFileDialog, QGridLayout, QLabel, QPushButton, QTableWidget,
+from PySide6.QtWidgets import (QFileDialog, QGridLayout, QLabel, QPushButton, QScrollArea, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
 from ..theme import error_css, is_dark
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 
 DENSITY_RESOLUTION = 64
 # "Pretraining (few labels)": explorer.core.pretrain.pretrain_curve's options (tests shrink them). Two seeds of
-# 200 steps per point keep three models under a minute on one CPU core for 28x28 data.
-PRETRAIN_OPTIONS: dict[str, Any] = {"labels_per_class": (1, 10, 100), "seeds": 2, "steps": 200,
+# 150 steps per point: about a minute per 28x28 model on one busy CPU core.
+PRETRAIN_OPTIONS: dict[str, Any] = {"labels_per_class": (1, 10, 100), "seeds": 2, "steps": 150,
                                     "limit_test": 2000}
 PRETRAIN_DASH = {"frozen": Qt.PenStyle.SolidLine, "finetune": Qt.PenStyle.DashLine,
                  "scratch": Qt.PenStyle.DotLine}
@@ -378,6 +378,12 @@ class CompareView(QWidget):
         opts = dict(self.pretrain_options)
         jobs = [(e.name.removesuffix(".safetensors"), e.model, e.data) for e in entries]
         self.pretrain_button.setText("Cancel pretraining")
+        tooltip = self.pretrain_button.toolTip()
+
+        def step(fraction: float, message: str) -> None:
+            self.pretrain_button.setText(f"Cancel pretraining ({fraction:.0%})")
+            self.pretrain_button.setToolTip(message)
+            self.ctx.progress.emit(fraction, message)
 
         def work(progress, cancel):
             self._pretrain_cancel = cancel
@@ -398,6 +404,7 @@ class CompareView(QWidget):
         def finish() -> None:
             self._pretrain_cancel = None
             self.pretrain_button.setText("Pretraining (few labels)")
+            self.pretrain_button.setToolTip(tooltip)
 
         def done(out) -> None:
             finish()
@@ -410,8 +417,7 @@ class CompareView(QWidget):
             finish()
             self.error.setText(msg.partition(": ")[2] or msg)
 
-        self.ctx.tasks.start(work, on_done=done, on_error=failed, on_progress=self.ctx.progress.emit,
-                             on_cancel=finish)
+        self.ctx.tasks.start(work, on_done=done, on_error=failed, on_progress=step, on_cancel=finish)
 
     def show_pretraining(self, curves: list[Any]) -> None:
         from explorer.core.imaging import label_colours_hex
@@ -431,6 +437,12 @@ class CompareView(QWidget):
             plot.setTitle(f"{curves[0].dataset}: solid frozen encoder, dashed fine-tuned, dotted from scratch "
                           f"(mean of {curves[0].seeds} label draws)", size="9pt")
         plot.setVisible(True)
+        # The plot sits under the maps: bring it into view in the tab's scroll area.
+        area = self.parentWidget()
+        while area is not None and not isinstance(area, QScrollArea):
+            area = area.parentWidget()
+        if area is not None:
+            area.ensureWidgetVisible(plot)
 
     # ------------------------------------------------------------ export
     def _ask_export(self) -> None:

@@ -421,6 +421,9 @@ class CompletionPanel(QWidget):
         for k in range(len(res.losses)):
             if k >= len(self.result_panels):
                 panel = ImagePanel("", min_size=64)
+                small = panel.caption.font()
+                small.setPointSizeF(7.5)  # "loss 0.0133" / "hole 0.022" on two lines under a 64-px image
+                panel.caption.setFont(small)
                 button = QPushButton("Put on\nthe map")  # two lines: the strip is narrow in a bottom dock
                 button.setMinimumWidth(64)
                 button.setToolTip("Move the cursor to this completion's latent code")
@@ -429,10 +432,14 @@ class CompletionPanel(QWidget):
                 self.results.addWidget(button, 1, k)
                 self.result_panels.append(panel)
                 self.place_buttons.append(button)
-            caption = f"{k + 1}: loss {float(res.losses[k]):.3g}"
+            # Two short lines fit under a 64-px image; the tooltip says what they are.
+            caption = f"loss {float(res.losses[k]):.3g}"
+            tip = f"Completion {k + 1} of {len(res.losses)}: loss {float(res.losses[k]):.4g} (the search's objective)"
             if run.hole_mse is not None:
-                caption += f"\nhole MSE {float(run.hole_mse[k]):.4f}"
+                caption += f"\nhole {float(run.hole_mse[k]):.3f}"
+                tip += f"; MSE inside the hole against the original {float(run.hole_mse[k]):.4f}"
             self.result_panels[k].show_array(to_uint8_hwc(res.blended[k]), caption)
+            self.result_panels[k].setToolTip(tip)
             self.place_buttons[k].setEnabled(True)
         text = f"{len(res.losses)} completions ({res.method}, {res.blend} blending), best first."
         if run.hole_mse is not None and run.mean_fill_mse is not None:
