@@ -377,3 +377,13 @@ def test_kwargs_from_a_saved_config_json(tmp_path):
     _same_decode(model, fx)
     with pytest.raises(AdapterError, match=r"--kwargs @.*missing\.json: cannot read"):
         import_model(fx.weights, fx.class_ref, kwargs=f"@{tmp_path / 'missing.json'}")
+
+
+def test_inversion_verdict_is_calibrated_for_generators():
+    # benchmarks/imports.py --calibrate: a trained DCGAN inverted 0.35 imported right, 0.74 with its output
+    # range wrong, 3.3 untrained; an autoencoder's round trip keeps the stricter thresholds.
+    assert adapter.verdict_for(0.35, "invert")[0] == "looks right"
+    assert adapter.verdict_for(0.55, "invert")[0] == "looks right"
+    assert adapter.verdict_for(0.74, "invert")[0] == "questionable"
+    assert adapter.verdict_for(3.3, "invert")[0] == "looks wrong"
+    assert adapter.verdict_for(0.55, "encode")[0] == "questionable"

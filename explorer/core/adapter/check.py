@@ -17,9 +17,12 @@ from .model import ImportedModel
 
 # Verdict thresholds on reconstruction MSE / mean-image-baseline MSE. An encoder's round trip and a
 # generator's inversion are held to different standards: a correctly imported, trained DCGAN does not
-# reproduce held-out images as closely as an autoencoder does (see benchmarks/imports.py for the ratios
-# measured on generators whose import is known to be right, and on wrong imports of the same weights).
-THRESHOLDS = {"encode": (0.5, 1.0), "invert": (0.75, 1.0)}
+# reproduce held-out images as closely as an autoencoder does. Measured (benchmarks/imports.py --calibrate:
+# the tutorial DCGAN trained 800 adversarial steps on 16x16 digits, 32 held-out images inverted): imported
+# right 0.35, the same weights with the output range wrong (01 for tanh) 0.74, untrained weights 3.3. So
+# "looks right" below 0.6 keeps the wrong range out of it while leaving a less well fitted, right import
+# room above 0.5.
+THRESHOLDS = {"encode": (0.5, 1.0), "invert": (0.6, 1.0)}
 RANGE_SWITCH = 0.8  # switch ranges only when the alternative's error is clearly lower
 
 
