@@ -525,7 +525,11 @@ class MainWindow(QMainWindow):
             self.sliders.set_dim(0)
             self.map_info.setText("")
             return
-        self.sliders.set_dim(entry.latent_dim)
+        from explorer.core.models.dcign import unit_names
+        from explorer.core.models.pixelcnn import has_latent_space
+
+        self.sliders.set_dim(entry.latent_dim if has_latent_space(entry.model) else 0)
+        self.sliders.set_unit_names(unit_names(entry.model))  # DC-IGN's units under their factors' names
         self._set_slider_range(entry)
         for spin in (self.dim_x, self.dim_y):
             spin.blockSignals(True)
@@ -553,10 +557,15 @@ class MainWindow(QMainWindow):
             self.sliders.set_range(3.0)
 
     def _describe_no_map(self, entry: OpenModel) -> None:
+        from explorer.core.models.pixelcnn import has_latent_space
+
         if entry.model.capabilities.has_encoder and (entry.encoding or (not entry.status and entry.latents is None)):
             self.map_info.setText("Encoding the dataset…")  # the map follows when that finishes
         elif entry.model.capabilities.has_encoder and entry.status:
             self.map_info.setText(f"No latent map: {entry.status}.")
+        elif not has_latent_space(entry.model):
+            self.map_info.setText(f"No latent map: a {entry.model.family.upper()} has no latent space. Its samples "
+                                  "(drawn pixel by pixel) are on the Prior samples tab, its likelihood in Compare.")
         elif not entry.model.capabilities.has_encoder:
             self.map_info.setText(f"No latent map: {entry.model.family.upper()} models have no encoder: explore "
                                   "with the sliders and samples.")

@@ -57,6 +57,11 @@ class DroppedImagesController(QObject):
         if not files:
             self.failed.emit("none of the dropped items is an image file")
             return
+        from explorer.core.models.pixelcnn import has_latent_space
+
+        if not has_latent_space(entry.model):
+            self.failed.emit(f"{entry.model.family.upper()} models have no latent space to place images in")
+            return
         invert = not entry.model.capabilities.has_encoder  # GANs: optimise z to reproduce each image
         c, h, _ = entry.model.image_shape
         self.busy.emit(f"{'Inverting' if invert else 'Encoding'} {len(files)} images", True)

@@ -65,6 +65,7 @@ class ExplorerController(QObject):
         self.training = TrainingLink(self.state, self.data)
         self.manifold = ManifoldController(self.state, self.tasks)
         self.checkpoint_dir: Callable[[], str] = lambda: "."
+        self.samples.progress.connect(self.progress.emit)
         for source in (self.data, self.projections, self.dropped):
             source.busy.connect(self.busy.emit)
             source.progress.connect(self.progress.emit)
@@ -77,6 +78,10 @@ class ExplorerController(QObject):
 
     # ------------------------------------------------------------ defaults when a model is shown
     def _current_changed(self, entry: OpenModel | None) -> None:
+        from explorer.core.models.pixelcnn import has_latent_space
+
+        if entry is not None and not has_latent_space(entry.model):
+            return  # PixelCNN: no latent space to put a cursor in (its samples are on the Prior samples tab)
         if entry is not None and not entry.model.capabilities.has_encoder and entry.cursor_latent is None:
             self.state.set_cursor(entry, np.zeros(entry.latent_dim, np.float32), "tool")
 

@@ -23,6 +23,7 @@ def prior_latents(latent_dim: int, seed: int, n: int = N_SAMPLES) -> np.ndarray:
 class SamplesController(QObject):
     ready = Signal(object, object, str)  # OpenModel, (H, W, C) uint8 grid, caption
     failed = Signal(str)
+    progress = Signal(float, str)
 
     def __init__(self, state: ExplorerState, tasks: TaskRunner) -> None:
         super().__init__()
@@ -48,6 +49,16 @@ class SamplesController(QObject):
         z = prior_latents(entry.latent_dim, seed)
 
         def work(progress, cancel):
+            from explorer.core.models.pixelcnn import is_autoregressive, sample_images
+
+            if is_autoregressive(entry.model):  # drawn pixel by pixel: seconds, with progress and Cancel
+                import torch
+
+                from explorer.core.imaging import to_hwc
+
+                x = sample_images(entry.model, len(z), generator=torch.Generator().manual_seed(int(seed)),
+                                  progress=progress, cancel=cancel)
+                return to_hwc(x.clamp(0, 1))
             return entry.decode_batch_uint8(z)
 
         def done(images) -> None:
@@ -57,7 +68,7 @@ class SamplesController(QObject):
                 " — a plain AE was never trained to decode N(0, I) samples: expect holes and blur")
             self.ready.emit(entry, tile(images, 8), f"{N_SAMPLES} samples, seed {seed}{note}")
 
-        self.tasks.start(work, on_done=done, on_error=self.failed.emit)
+        self.tasks.start(work, on_done=done, on_error=self.failed.emit, on_progress=self.progress.emit)
 
 
 __all__ = ["N_SAMPLES", "SamplesController", "prior_latents"]

@@ -21,7 +21,14 @@ FAMILIES: dict[str, tuple[str, str, dict[str, Any], tuple[str, str, float, float
     "vae": ("VAE (β-VAE)", "vae", {}, ("beta", "β (KL weight)", 1.0, 0.0, 1000.0, 3)),
     "gan": ("GAN (DCGAN)", "gan", {}, None),
     "pca": ("PCA (closed form)", "pca", {}, None),
+    # The course texts' other models: an exact likelihood (no latent space), and two ways of training the faces'
+    # factors into named units / analogies (train them on the "faces" data set).
+    "pixelcnn": ("PixelCNN (exact likelihood)", "pixelcnn", {}, None),
+    "dcign": ("DC-IGN (faces: named units)", "dcign", {}, ("invariance_weight", "Invariance weight", 1.0, 0.0, 100.0, 2)),
+    "analogy": ("VAE + visual-analogy loss (faces)", "analogy", {}, ("analogy_weight", "Analogy weight", 1.0, 0.0, 100.0, 2)),
 }
+# Families whose latent size is not a choice (PixelCNN has none: its config holds a placeholder of 1).
+FIXED_LATENT = {"pixelcnn": 1}
 # Which families take an architecture choice (GANs are always DCGAN convolutions, PCA is linear).
 ARCH_FAMILIES = ("ae", "dae", "sae", "vae")
 ARCHS = (("MLP", "mlp"), ("Convolutional", "conv"))
@@ -91,7 +98,8 @@ class TrainingSpec:
 
         label, family, preset, extra = FAMILIES[self.kind]
         fields = set(get_family(family).config_cls.__dataclass_fields__)
-        cfg: dict[str, Any] = {"latent_dim": self.latent_dim, "image_shape": list(image_shape), **preset}
+        cfg: dict[str, Any] = {"latent_dim": FIXED_LATENT.get(self.kind, self.latent_dim),
+                               "image_shape": list(image_shape), **preset}
         if "arch" in fields:
             cfg["arch"] = self.arch
         if extra is not None:

@@ -89,6 +89,12 @@ class ArithmeticPanel(QTabWidget):
         self._refresh_vector_list()
         self._refresh_keyframes()
         self.dim_spin.setRange(0, max(0, (entry.model.latent_dim - 1) if entry else 0))
+        if entry is not None:
+            from explorer.core.models.dcign import unit_names
+
+            names = unit_names(entry.model)
+            self.dim_spin.setToolTip("Latent dimension to vary" + (
+                "; named units: " + ", ".join(f"z{u} {n}" for u, n in sorted(names.items())) if names else ""))
         self.ctx.overlays.set_path(None)
         self.strip_panel.clear()
         self.traverse_panel.clear()
@@ -718,7 +724,11 @@ class ArithmeticPanel(QTabWidget):
         try:
             if name is None:
                 grid_z = traverse_dim(starts, self.dim_spin.value(), values)
-                what = f"z{self.dim_spin.value()} from {-r:+.1f} to {r:+.1f}"
+                from explorer.core.models.dcign import unit_names
+
+                d = self.dim_spin.value()
+                named = unit_names(entry.model).get(d)  # a DC-IGN unit is shown under its factor's name
+                what = f"z{d}{f' ({named})' if named else ''} from {-r:+.1f} to {r:+.1f}"
             else:
                 grid_z = traverse_vector(starts, entry.vectors[name], values)
                 what = f"{name} × {-r:+.1f} … {r:+.1f}"
