@@ -84,3 +84,25 @@ __all__ = [
     "PALETTE", "PALETTE_HEX", "label_colours", "label_colours_hex", "tile", "tile_float", "to_hwc", "to_uint8",
     "upscale_nearest",
 ]
+
+
+def scatter_image(positions: np.ndarray, labels: np.ndarray, size: int = 160,
+                  background: int = 255) -> np.ndarray:
+    """(size, size, 3) uint8 picture of a 2-D map: each pixel the colour of the last point drawn on it.
+
+    Cheap enough for a live preview of a map that is still forming (t-SNE's optimisation), ~10 ms for 70k points.
+    """
+    pos = np.asarray(positions, np.float64)
+    out = np.full((size, size, 3), background, np.uint8)
+    ok = np.isfinite(pos).all(1)
+    if not ok.any():
+        return out
+    pos, lab = pos[ok], np.asarray(labels)[ok]
+    lo, hi = pos.min(0), pos.max(0)
+    span = np.maximum(hi - lo, 1e-12)
+    ij = ((pos - lo) / span * (size - 1)).astype(np.int64)
+    colours = label_colours(int(lab.max()) + 1 if len(lab) and lab.max() >= 0 else 1)
+    rgb = colours[np.clip(lab, 0, len(colours) - 1)]
+    rgb[lab < 0] = 150
+    out[size - 1 - ij[:, 1], ij[:, 0]] = rgb  # map y up, picture rows down
+    return out

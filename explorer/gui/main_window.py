@@ -186,6 +186,9 @@ class MainWindow(QMainWindow):
         self.history_row.setVisible(False)
         mp.addWidget(self.history_row)
         self.tabs.addTab(map_page, "Latent map")
+        self.preview_label = QLabel(self.map)  # inset: a slow map forming (t-SNE streams its partial maps)
+        self.preview_label.setStyleSheet("border: 1px solid #888; background: white;")
+        self.preview_label.hide()
         self.samples_panel = ImagePanel("Decoded samples from the prior N(0, I)", min_size=300)
         samples_page = QWidget()
         sl = QVBoxLayout(samples_page)
@@ -375,6 +378,8 @@ class MainWindow(QMainWindow):
         m.view.sigRangeChanged.connect(lambda *_: self.manifold_check.isChecked() and self._manifold_timer.start())
         self.manifold_check.toggled.connect(self._manifold_toggled)
         self.manifold_only.toggled.connect(lambda on: self.map.set_points_visible(not on))
+        ex.projections.preview.connect(self._show_preview)
+        ex.busy.connect(lambda message, _c: message is None and self.preview_label.hide())
         ex.manifold.ready.connect(self._show_manifold)
         ex.manifold.cleared.connect(self._manifold_cleared)
         ex.manifold.failed.connect(lambda msg: self.statusBar().showMessage(f"manifold: {strip_exception(msg)}", 8000))
@@ -406,6 +411,26 @@ class MainWindow(QMainWindow):
         state.historyChanged.connect(lambda entry: entry is state.current and self._update_history_slider())
         state.message.connect(self._message)
         self._update_dims_visibility()
+
+    def _show_preview(self, entry: OpenModel, method: str, positions: np.ndarray) -> None:
+        """t-SNE's map while it forms, as an inset over the map: the shown map stays the usable one until the
+        new one is finished (then it replaces it)."""
+        from PySide6.QtGui import QPixmap
+
+        from explorer.core.imaging import scatter_image
+
+        from .views.image_panel import qimage_from_array
+
+        if entry is not self.state.current or entry.data is None or len(positions) != len(entry.data):
+            return
+        labels, _names, _c = self._colouring(entry)
+        picture = scatter_image(positions, labels if labels.dtype.kind in "iu" else entry.data.labels, 180)
+        self.preview_label.setPixmap(QPixmap.fromImage(qimage_from_array(picture)))
+        self.preview_label.setToolTip(f"{method}: the map forming while it optimises")
+        self.preview_label.adjustSize()
+        self.preview_label.move(64, 12)
+        self.preview_label.show()
+        self.preview_label.raise_()
 
     def _manifold_toggled(self, on: bool) -> None:
         self.manifold_only.setEnabled(on)
@@ -582,6 +607,7 @@ class MainWindow(QMainWindow):
         self.map.set_points(entry.positions, labels, names, colours=colours)
         data = entry.data
         self.map.set_image_source(lambda idx, images=data.images: images[idx])  # thumbnails at close zoom
+        self.map.set_points_visible(not self.manifold_only.isChecked())  # set_points shows the layers again
         proj = entry.projection
         bounds = self.map.data_bounds()
         if bounds is not None and not proj.exact_inverse:

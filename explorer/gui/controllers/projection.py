@@ -21,6 +21,7 @@ from .data import strip_exception
 from .tasks import TaskRunner
 
 SLOW_PROJECTIONS = ("tsne", "umap")
+ESTIMATE_ABOVE = 200_000  # points: say how long a map will take before starting
 WARM_UP_DELAY_MS = 5000
 NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP", "dims": "two latent dimensions"}
 
@@ -29,6 +30,7 @@ class ProjectionController(QObject):
     busy = Signal(object, bool)  # message or None, cancellable
     progress = Signal(float, str)
     failed = Signal(str)
+    preview = Signal(object, str, object)  # OpenModel, method, (N, 2) positions of a map still forming
     # Options per projection method (tests shorten t-SNE with these).
     options: dict[str, dict[str, Any]] = {}
 
@@ -94,6 +96,10 @@ class ProjectionController(QObject):
             return
         self.cancel()
         self.busy.emit(f"Computing {NAMES.get(method, method)}", True)
+        if len(latents) >= ESTIMATE_ABOVE:
+            from explorer.core.latent.projection import describe_estimate
+
+            self.state.notify(describe_estimate(method, len(latents), options), 20000)
         projector, cache = self.projector, self.cache
         key_hash = cache_key(entry.identity, entry.dataset_key(), method, options) if entry.identity else None
 
@@ -104,7 +110,8 @@ class ProjectionController(QObject):
                     return cached, cached.embedding
             # In a child process: these libraries hold the GIL for long stretches, which would freeze the
             # window; and killing the child is the only prompt way to cancel them.
-            proj = projector.fit(method, latents, options, progress=lambda f, msg="": progress(f, msg), cancel=cancel)
+            proj = projector.fit(method, latents, options, progress=lambda f, msg="": progress(f, msg), cancel=cancel,
+                                 preview=lambda pos: self.preview.emit(entry, method, pos))
             if key_hash and cache is not None:
                 try:
                     cache.put(key_hash, proj)
