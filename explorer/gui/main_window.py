@@ -881,6 +881,10 @@ class MainWindow(QMainWindow):
         importer.setShortcut("Ctrl+I")
         importer.triggered.connect(self.show_import_dialog)
         file_menu.addAction(importer)
+        trusted = QAction("&Trusted model code…", self)
+        trusted.setToolTip("The imported model files you allowed to run; revoke any of them")
+        trusted.triggered.connect(self.show_trusted_code)
+        file_menu.addAction(trusted)
         save_session = QAction("&Save session…", self)
         save_session.setShortcut(QKeySequence.StandardKey.Save)
         save_session.triggered.connect(self._ask_save_session)
@@ -1034,24 +1038,31 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("Faces demo: pick a vector (e.g. smiling) under Arithmetic › Vectors and "
                                      "move the strength slider", 15000)
 
-    def confirm_trust(self, code_path: str, checkpoint: str, details: Any = None) -> bool:
-        """An imported model runs the Python file (or archive) it names: ask before running it."""
-        question = None
-        try:
-            from explorer.core.adapter import trust_question  # the core words the question (hash, changes)
+    def confirm_trust(self, code_path: str, checkpoint: str, error: Any = None) -> bool:
+        """An imported model runs the Python file (or archive) it names: ask before running it, with the core's
+        exact words (where the checkpoint came from, which file would run, its hash, what changed, the arguments)."""
+        title, text, details = "Run this model's code?", "", ""
+        if error is not None:
+            from explorer.core.adapter import trust_question
 
-            question = trust_question(code_path, checkpoint)
-        except Exception:  # noqa: BLE001 - an older adapter without it: the plain question below
-            question = None
-        if question is None:
-            question = (f"Opening {Path(checkpoint).name} (from {Path(checkpoint).parent}) runs the Python code "
-                        f"in:\n\n{code_path}\n\nOnly continue if you trust that file and whoever sent it.")
-        elif not isinstance(question, str):
-            question = getattr(question, "text", str(question))
-        answer = QMessageBox.question(
-            self, "Run this model's code?", question,
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Cancel)
-        return answer == QMessageBox.StandardButton.Yes
+            q = trust_question(error, checkpoint)
+            title, text, details = q.title, q.text, q.details
+        if not text:
+            text = (f"Opening {Path(checkpoint).name} (from {Path(checkpoint).parent}) runs the Python code in:\n\n"
+                    f"{code_path}\n\nOnly continue if you trust that file and whoever sent it.")
+        box = QMessageBox(QMessageBox.Icon.Warning, title, text,
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, self)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        if details:
+            box.setDetailedText(details)
+        return box.exec() == QMessageBox.StandardButton.Yes
+
+    def show_trusted_code(self):
+        from .views.trust_dialog import TrustDialog
+
+        dialog = TrustDialog(self)
+        dialog.show()
+        return dialog
 
     def _ask_yes_no(self, title: str, question: str) -> bool:
         answer = QMessageBox.question(self, title, question,
