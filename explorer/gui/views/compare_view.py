@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (QFileDialog, QGridLayout, QLabel, QPushButton, QScrollArea, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
@@ -441,8 +441,8 @@ class CompareView(QWidget):
         area = self.parentWidget()
         while area is not None and not isinstance(area, QScrollArea):
             area = area.parentWidget()
-        if area is not None:
-            area.ensureWidgetVisible(plot)
+        if area is not None:  # after the layout has made room for the plot that just appeared
+            QTimer.singleShot(0, area, lambda: area.ensureWidgetVisible(plot))
 
     # ------------------------------------------------------------ export
     def _ask_export(self) -> None:

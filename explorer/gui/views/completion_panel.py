@@ -424,6 +424,7 @@ class CompletionPanel(QWidget):
                 small = panel.caption.font()
                 small.setPointSizeF(7.5)  # "loss 0.0133" / "hole 0.022" on two lines under a 64-px image
                 panel.caption.setFont(small)
+                panel.caption.setFixedHeight(panel.caption.fontMetrics().lineSpacing() * 3 + 4)  # when "loss x" wraps
                 button = QPushButton("Put on\nthe map")  # two lines: the strip is narrow in a bottom dock
                 button.setMinimumWidth(64)
                 button.setToolTip("Move the cursor to this completion's latent code")
