@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 MASK_COLOUR = QColor(230, 40, 40, 120)  # translucent: the pixels under the mask stay visible
 HINT = "Paint the missing region (left button paints, right button erases), then Run."
 DRAWN_PATCHES = 300  # points drawn as their patches with "Draw as patches"
+PATCH_PX = 16  # their size on screen
 
 
 class _CompactPlot(pg.PlotWidget):
@@ -595,14 +596,18 @@ class PatchesView(QWidget):
             self.scatter.setVisible(True)
             return
         pos = codes.positions
-        span = np.ptp(pos, axis=0).max() if len(pos) else 1.0
-        side = float(span) / 30.0 or 1.0
+        # Square on screen: PATCH_PX pixels a side in the current view, whatever the axes' aspect.
+        px, py = self.plot.getPlotItem().getViewBox().viewPixelSize()
+        if not (np.isfinite(px) and np.isfinite(py) and px > 0 and py > 0):
+            span = float(np.ptp(pos, axis=0).max()) if len(pos) else 1.0
+            px = py = (span or 1.0) / 300.0
+        w, h = PATCH_PX * px, PATCH_PX * py
         step = max(1, len(pos) // DRAWN_PATCHES)
         for i in range(0, len(pos), step)[:DRAWN_PATCHES]:
             hwc = to_uint8_hwc(codes.patches[i])
             item = pg.ImageItem(np.ascontiguousarray(np.flipud(hwc[..., 0] if hwc.shape[2] == 1 else hwc)),
                                 levels=(0, 255))
-            item.setRect(QRectF(float(pos[i, 0] - side / 2), float(pos[i, 1] - side / 2), side, side))
+            item.setRect(QRectF(float(pos[i, 0] - w / 2), float(pos[i, 1] - h / 2), float(w), float(h)))
             item.setZValue(5)
             self.plot.addItem(item)
             self._patch_items.append(item)
