@@ -6,75 +6,52 @@ what the state's events say and send the user's intents to the controllers. See 
 the drag path from a mouse position to pixels on screen.
 """
 
+
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QSettings, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDockWidget, QFileDialog, QFormLayout, QFrame, QHBoxLayout, QLabel, QLineEdit,
-                               QListWidget, QListWidgetItem, QMainWindow, QMessageBox, QProgressBar, QPushButton,
-                               QScrollArea, QSlider, QSpinBox, QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDockWidget,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QProgressBar,
+    QPushButton,
+    QSlider,
+    QSpinBox,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
-from explorer.core.checkpoint import CheckpointError
-from explorer.core.explore import OpenModel, ProjectionChoice, to_session
+from explorer.core.explore import OpenModel, ProjectionChoice
 
-from .controllers import dropped as dropped_module
-from .controllers.data import file_identity, strip_exception
-from .controllers.explorer import ExplorerController
-from .controllers.projection import ProjectionController
-from .theme import THEMES, apply_theme, muted_css
-from .views.arithmetic import ArithmeticPanel
-from .views.compare_view import CompareView
-from .views.completion_panel import CompletionPanel, PatchesView
-from .views.image_panel import ImagePanel
-from .views.map_view import LatentMapView
-from .views.sliders import LatentSliders
-
-RESOURCES = Path(__file__).resolve().parents[2] / "resources"
-DEMO_MODELS = [RESOURCES / "demo" / "mnist-vae.safetensors", RESOURCES / "demo" / "mnist-ae.safetensors"]
-FACES_DEMO = RESOURCES / "demo" / "faces-vae.safetensors"
-MAX_RECENT = 10
-SLIDER_REFRESH_MS = 30
-PROJECTIONS = [("PCA", "pca"), ("t-SNE", "tsne"), ("UMAP", "umap"), ("Two latent dimensions", "dims")]
-INVERT_OPTIONS = dropped_module.INVERT_OPTIONS
-DEFAULT_SIZE = (1400, 880)
-RECON_ERROR = "reconstruction error"
-POSTERIOR_SPREAD = "posterior spread (VAE)"
-COLOUR_BINS = 12
-# Kept for callers of the first version.
-ModelEntry = OpenModel
-_strip_exception = strip_exception
-
-
-def scrolled(widget: QWidget) -> QScrollArea:
-    """``widget`` in a frameless scroll area that it fills: a panel's minimum size then scrolls instead of
-    adding up with the others into a window too large for a laptop screen."""
-    area = QScrollArea()
-    area.setWidgetResizable(True)
-    area.setFrameShape(QFrame.Shape.NoFrame)
-    area.setWidget(widget)
-    return area
+from ..controllers.data import strip_exception
+from ..controllers.explorer import ExplorerController
+from ..controllers.projection import ProjectionController
+from ..theme import muted_css
+from ..views.arithmetic import ArithmeticPanel
+from ..views.compare_view import CompareView
+from ..views.completion_panel import CompletionPanel, PatchesView
+from ..views.image_panel import ImagePanel
+from ..views.map_view import LatentMapView
+from ..views.sliders import LatentSliders
+from .common import PROJECTIONS, SLIDER_REFRESH_MS, fit_to_screen, scrolled
+from .files import FilesMixin
+from .map_tools import MapToolsMixin
+from .menus import MenusMixin
 
 
-def fit_to_screen(widget: QWidget, wanted: tuple[int, int] = DEFAULT_SIZE) -> tuple[int, int]:
-    """Resize ``widget`` to ``wanted`` or, on a smaller screen, to what its screen has available."""
-    screen = widget.screen() or (widget.window().windowHandle().screen() if widget.window().windowHandle() else None)
-    w, h = wanted
-    if screen is not None:
-        avail = screen.availableGeometry()
-        # Leave room for the window frame and title bar, which availableGeometry does not include.
-        w, h = min(w, max(640, avail.width() - 16)), min(h, max(480, avail.height() - 40))
-        widget.resize(w, h)
-        widget.move(avail.x() + max(0, (avail.width() - w) // 2), avail.y() + max(0, (avail.height() - h) // 3))
-    else:
-        widget.resize(w, h)
-    return w, h
-
-
-class MainWindow(QMainWindow):
+class MainWindow(MapToolsMixin, MenusMixin, FilesMixin, QMainWindow):
     modelReady = Signal(object)  # OpenModel whose map is drawn
     decoded = Signal(object)  # (H, W, C) uint8 shown in the cursor panel
 
@@ -311,7 +288,7 @@ class MainWindow(QMainWindow):
         self.arithmetic_dock = bdock
 
         # Training: a dock tabbed with the arithmetic one; the model being trained appears in the list.
-        from .training import TrainingPanel
+        from ..training import TrainingPanel
 
         self.training = TrainingPanel()
         self.explorer.checkpoint_dir = lambda: str(self.training.checkpoint_dir)
@@ -411,65 +388,6 @@ class MainWindow(QMainWindow):
         state.historyChanged.connect(lambda entry: entry is state.current and self._update_history_slider())
         state.message.connect(self._message)
         self._update_dims_visibility()
-
-    def _show_preview(self, entry: OpenModel, method: str, positions: np.ndarray) -> None:
-        """t-SNE's map while it forms, as an inset over the map: the shown map stays the usable one until the
-        new one is finished (then it replaces it)."""
-        from PySide6.QtGui import QPixmap
-
-        from explorer.core.imaging import scatter_image
-
-        from .views.image_panel import qimage_from_array
-
-        if entry is not self.state.current or entry.data is None or len(positions) != len(entry.data):
-            return
-        labels, _names, _c = self._colouring(entry)
-        picture = scatter_image(positions, labels if labels.dtype.kind in "iu" else entry.data.labels, 180)
-        self.preview_label.setPixmap(QPixmap.fromImage(qimage_from_array(picture)))
-        self.preview_label.setToolTip(f"{method}: the map forming while it optimises")
-        self.preview_label.adjustSize()
-        self.preview_label.move(64, 12)
-        self.preview_label.show()
-        self.preview_label.raise_()
-
-    def _manifold_toggled(self, on: bool) -> None:
-        self.manifold_only.setEnabled(on)
-        if not on:
-            self.manifold_only.setChecked(False)
-        self.explorer.manifold.set_enabled(on)
-        if on:
-            self._request_manifold()
-
-    def _request_manifold(self) -> None:
-        if self.manifold_check.isChecked():
-            self.explorer.manifold.request(self.map.view_bounds(), self.map.view_pixels())
-
-    def _show_manifold(self, entry: OpenModel, manifold) -> None:
-        self.last_manifold = manifold
-        self.map.set_manifold(manifold.mosaic(), manifold.bounds)
-
-    def _manifold_cleared(self) -> None:
-        self.last_manifold = None
-        self.map.set_manifold(None, None)
-        if self.manifold_check.isChecked():
-            self._manifold_timer.start()  # the new map (or model) gets its own tiles
-
-    def export_manifold(self, path: str) -> None:
-        from explorer.core.export import save_png
-
-        manifold = getattr(self, "last_manifold", None)
-        if manifold is None:
-            self.show_error("No manifold", "Turn on 'Decoded manifold' under the map controls first.")
-            return
-        picture = manifold.mosaic(pad=1)
-        self.explorer.run_io(lambda: save_png(path, picture), f"Saved the manifold to {Path(path).name}")
-
-    def _ask_export_manifold(self) -> None:
-        start = self.settings.value("last_dir", str(Path.home()))
-        path, _ = QFileDialog.getSaveFileName(self, "Export the decoded manifold", str(Path(start) / "manifold.png"),
-                                              "PNG images (*.png)")
-        if path:
-            self.export_manifold(path)
 
     def _message(self, text: str, timeout_ms: int) -> None:
         if text:
@@ -683,66 +601,6 @@ class MainWindow(QMainWindow):
             self.map.show_selected(idx if entry.has_map else -1)
             self._show_neighbours(entry, idx)
 
-    def _show_neighbours(self, entry: OpenModel, idx: int, k: int = 8) -> None:
-        """The selected point's k nearest neighbours in latent space, as clickable thumbnails."""
-        from PySide6.QtGui import QIcon, QPixmap
-
-        from explorer.core.imaging import to_hwc
-        from explorer.core.latent.neighbours import nearest_neighbours
-
-        from .views.image_panel import qimage_from_array
-
-        self.neighbour_list.clear()
-        if entry.latents is None or not 0 <= idx < len(entry.latents):
-            return
-        found, dist = nearest_neighbours(entry.latents, idx, k=min(k, len(entry.latents) - 1))
-        data = entry.data
-        for j, d in zip(found, dist):
-            j = int(j)
-            label = int(data.labels[j])
-            name = data.label_names[label] if 0 <= label < len(data.label_names) else "?"
-            item = QListWidgetItem(QIcon(QPixmap.fromImage(qimage_from_array(to_hwc(data.images[j])))),
-                                   f"#{j}\n{name} · {d:.2f}")
-            item.setData(Qt.ItemDataRole.UserRole, j)
-            item.setToolTip(f"point {j}, label {name}, latent distance {d:.3f}")
-            self.neighbour_list.addItem(item)
-
-    def _search(self, jump: bool = False) -> None:
-        """Ring the points that match the query; with ``jump`` show them (the view fits them, the first is selected)."""
-        from explorer.core.latent.search import SearchError, search
-
-        entry = self.state.current
-        text = self.search_edit.text().strip()
-        if entry is None or entry.data is None or not text:
-            self.map.set_search_matches(None)
-            self.search_info.setText("")
-            return
-        data = entry.data
-        n = len(data)
-        names = None
-        extra = 0
-        if entry.dropped is not None:
-            extra = len(entry.dropped.names)
-        try:
-            result = search(text, n, labels=data.labels, label_names=data.label_names,
-                            attributes=data.attributes, attribute_names=list(data.attribute_names), names=names)
-        except SearchError as exc:
-            self.search_info.setText(str(exc))
-            self.map.set_search_matches(None)
-            return
-        hits = result.indices
-        dropped_hits = []
-        if extra:
-            dropped_hits = [i for i, nm in enumerate(entry.dropped.names) if text.lower() in nm.lower()]
-        self.search_info.setText(result.description + (f"; {len(dropped_hits)} dropped image(s)" if dropped_hits
-                                                       else ""))
-        self.map.set_search_matches(hits if entry.has_map else None)
-        if jump and entry.has_map and len(hits):
-            self.map.fit_points(entry.positions[hits])
-            self.explorer.select_datum(int(hits[0]))
-        elif jump and dropped_hits:
-            self.state.set_cursor(entry, entry.dropped.latents[dropped_hits[0]], "select")
-
     def _show_datum(self, view) -> None:
         self.original_panel.show_array(view.original, view.caption)
         if view.reconstruction is not None:
@@ -765,97 +623,6 @@ class MainWindow(QMainWindow):
         if entry is self.state.current:
             self.map.set_extra_points(entry.dropped_positions())
 
-    # ================================================================ colouring
-    def _fill_colour_box(self, entry: OpenModel) -> None:
-        self.colour_box.blockSignals(True)
-        self.colour_box.clear()
-        self.colour_box.addItem("label", None)
-        if entry.data is not None:
-            for i, name in enumerate(entry.data.attribute_names):
-                self.colour_box.addItem(name, i)
-            if entry.model.capabilities.has_encoder:
-                self.colour_box.addItem(RECON_ERROR, RECON_ERROR)
-                if hasattr(entry.model, "encode_dist") and entry.model.family == "vae":
-                    self.colour_box.addItem(POSTERIOR_SPREAD, POSTERIOR_SPREAD)
-        index = self.colour_box.findText(self.state.colour_by)
-        self.colour_box.setCurrentIndex(max(index, 0))
-        self.colour_box.blockSignals(False)
-
-    def _colouring(self, entry: OpenModel) -> tuple[np.ndarray, list[str], list | None]:
-        """(labels, legend names, colours or None for the label palette) for the colouring chosen."""
-        data = entry.data
-        self.colour_bar.setVisible(False)
-        if data is None:
-            return np.zeros(0, np.int64), [], None
-        names = list(data.attribute_names)
-        which = self.state.colour_by
-        values = None
-        if which in names and data.attributes is not None:
-            attr = names.index(which)
-            values = data.attributes[:, attr]
-            if set(np.unique(values)) <= {0.0, 1.0}:
-                return values.astype(np.int64), [f"not {which}", which], None
-        elif which in (RECON_ERROR, POSTERIOR_SPREAD):
-            if which not in entry.point_values:
-                self._compute_point_values(entry, which)  # labels meanwhile; recoloured when it arrives
-            values = entry.point_values.get(which)
-        if values is None:
-            return data.labels, list(data.label_names), None
-        return self._binned(values, which)
-
-    def _binned(self, values: np.ndarray, title: str) -> tuple[np.ndarray, list[str], list]:
-        """A continuous value in COLOUR_BINS bins on the viridis ramp, with a colour bar beside the box."""
-        from PySide6.QtGui import QColor, QImage, QPixmap
-
-        from explorer.core.latent.colouring import colour_values, ramp
-
-        _, bar = colour_values(values, title=title)
-        span = bar.vmax - bar.vmin if bar.vmax > bar.vmin else 1.0
-        bins = np.clip(((np.asarray(values, np.float64) - bar.vmin) / span * COLOUR_BINS).astype(np.int64),
-                       0, COLOUR_BINS - 1)
-        bins[~np.isfinite(values)] = -1  # no value: drawn grey
-        centres = ramp((np.arange(COLOUR_BINS) + 0.5) / COLOUR_BINS)
-        colours = [QColor(int(r), int(g), int(b)) for r, g, b in centres]
-        edges = np.linspace(bar.vmin, bar.vmax, COLOUR_BINS + 1)
-        labels = [f"{edges[i]:.3g}–{edges[i + 1]:.3g}" for i in range(COLOUR_BINS)]
-        strip = np.ascontiguousarray(np.repeat(bar.gradient[None], 12, axis=0))
-        image = QImage(strip.data, strip.shape[1], strip.shape[0], strip.strides[0], QImage.Format.Format_RGB888)
-        self.colour_bar.setPixmap(QPixmap.fromImage(image.scaled(160, 12)))
-        self.colour_bar.setText("")
-        self.colour_bar.setToolTip(f"{title}: {bar.vmin:.4g} (left) to {bar.vmax:.4g} (right); "
-                                   "1st-99th percentile, the rest at the ends")
-        self.colour_bar.setVisible(True)
-        return bins, labels, colours
-
-    def _compute_point_values(self, entry: OpenModel, which: str) -> None:
-        """Reconstruction error or posterior spread per point: the model runs over the data, in the background."""
-        from explorer.core.latent.colouring import posterior_spread, reconstruction_errors
-
-        fn = reconstruction_errors if which == RECON_ERROR else posterior_spread
-        images, model = entry.data.images, entry.model
-        self._set_busy(f"Computing {which}", False)
-
-        def done(values) -> None:
-            self._set_busy(None)
-            if entry.model is model:
-                entry.point_values[which] = np.asarray(values, np.float64)
-                if entry is self.state.current and self.state.colour_by == which:
-                    self._recolour()
-
-        def failed(msg: str) -> None:
-            self._set_busy(None)
-            self.statusBar().showMessage(f"{which}: {strip_exception(msg)}", 8000)
-
-        self.tasks.start(lambda progress, cancel: fn(model, images, progress=progress, cancel=cancel),
-                         on_done=done, on_error=failed, on_progress=self._progress)
-
-    def _recolour(self) -> None:
-        entry = self.state.current
-        if entry is None or not entry.has_map:
-            return
-        labels, names, colours = self._colouring(entry)
-        self.map.set_labels(labels, names, colours)
-
     # ================================================================ training history
     def _update_history_slider(self) -> None:
         entry = self.state.current
@@ -869,248 +636,6 @@ class MainWindow(QMainWindow):
         self.history_slider.blockSignals(False)
         self.history_label.setText(f"epoch {history[self.history_slider.value()].epoch}")
 
-    def _build_menus(self) -> None:
-        file_menu = self.menuBar().addMenu("&File")
-        act = QAction("&Open…", self)
-        act.setShortcut(QKeySequence.StandardKey.Open)
-        act.triggered.connect(self._ask_open)
-        file_menu.addAction(act)
-        self.recent_menu = file_menu.addMenu("Open &recent")
-        self._refresh_recent_menu()
-        importer = QAction("&Import your own model…", self)
-        importer.setShortcut("Ctrl+I")
-        importer.triggered.connect(self.show_import_dialog)
-        file_menu.addAction(importer)
-        trusted = QAction("&Trusted model code…", self)
-        trusted.setToolTip("The imported model files you allowed to run; revoke any of them")
-        trusted.triggered.connect(self.show_trusted_code)
-        file_menu.addAction(trusted)
-        save_session = QAction("&Save session…", self)
-        save_session.setShortcut(QKeySequence.StandardKey.Save)
-        save_session.triggered.connect(self._ask_save_session)
-        open_session = QAction("Open s&ession…", self)
-        open_session.setShortcut("Ctrl+Shift+O")
-        open_session.triggered.connect(self._ask_open_session)
-        file_menu.addAction(open_session)
-        file_menu.addAction(save_session)
-        add_images = QAction("&Add images…", self)
-        add_images.setShortcut("Ctrl+Shift+I")
-        add_images.setToolTip("Encode image files and place them on the current model's map")
-        add_images.triggered.connect(self._ask_add_images)
-        file_menu.addAction(add_images)
-        file_menu.addSeparator()
-        demo = QAction("Open &demo models", self)
-        demo.triggered.connect(self.open_demo)
-        file_menu.addAction(demo)
-        faces = QAction("Open &faces demo (vector arithmetic)", self)
-        faces.triggered.connect(self.open_faces_demo)
-        file_menu.addAction(faces)
-        file_menu.addSeparator()
-        close = QAction("&Close model", self)
-        close.setShortcut("Ctrl+W")
-        close.triggered.connect(self.close_current)
-        file_menu.addAction(close)
-        quit_act = QAction("&Quit", self)
-        quit_act.setShortcut(QKeySequence.StandardKey.Quit)
-        quit_act.triggered.connect(self.close)
-        file_menu.addAction(quit_act)
-        view = self.menuBar().addMenu("&View")
-        reset = QAction("&Reset map view", self)
-        reset.setShortcut("Ctrl+0")
-        reset.triggered.connect(lambda: self.map.reset_range())
-        view.addAction(reset)
-        find = QAction("&Find points…", self)
-        find.setShortcut(QKeySequence.StandardKey.Find)
-        find.triggered.connect(lambda: (self.search_edit.setFocus(), self.search_edit.selectAll()))
-        view.addAction(find)
-        manifold = QAction("Decoded &manifold", self)
-        manifold.setShortcut("Ctrl+M")
-        manifold.triggered.connect(lambda: self.manifold_check.toggle())
-        view.addAction(manifold)
-        export_manifold = QAction("&Export the manifold as PNG…", self)
-        export_manifold.triggered.connect(self._ask_export_manifold)
-        view.addAction(export_manifold)
-        for number, (text, key) in enumerate(PROJECTIONS, start=1):
-            act = QAction(f"Projection: {text}", self)
-            act.setShortcut(f"Ctrl+{number}")
-            act.triggered.connect(lambda _=False, k=key: self.projection_box.setCurrentIndex(
-                self.projection_box.findData(k)))
-            view.addAction(act)
-        theme_menu = view.addMenu("&Theme")
-        current = str(self.settings.value("theme", "system"))
-        group = QActionGroup(self)
-        for name in THEMES:
-            act = QAction(name.capitalize(), self, checkable=True)
-            act.setChecked(name == current)
-            act.triggered.connect(lambda _=False, n=name: self.set_theme(n))
-            group.addAction(act)
-            theme_menu.addAction(act)
-        view.addSeparator()
-        for dock in self.findChildren(QDockWidget):
-            view.addAction(dock.toggleViewAction())
-        help_menu = self.menuBar().addMenu("&Help")
-        keys = QAction("&Keyboard shortcuts", self)
-        keys.setShortcut(QKeySequence.StandardKey.HelpContents)
-        keys.triggered.connect(self.show_shortcuts)
-        help_menu.addAction(keys)
-        about = QAction("&About Latent Explorer", self)
-        about.triggered.connect(self.show_about)
-        help_menu.addAction(about)
-
-    def set_theme(self, name: str) -> None:
-        self.settings.setValue("theme", name)
-        apply_theme(name)
-        self._theme_changed()
-
-    def _theme_changed(self) -> None:
-        self.map.apply_theme()
-        self.map_info.setStyleSheet(muted_css())
-
-    def changeEvent(self, event) -> None:  # noqa: N802 (Qt name)
-        from PySide6.QtCore import QEvent
-
-        super().changeEvent(event)
-        if event.type() == QEvent.Type.PaletteChange:  # the system switched between light and dark
-            self._theme_changed()
-
-    def shortcuts(self) -> list[tuple[str, str]]:
-        """(keys, what) for every menu action and button that has a shortcut."""
-        rows = []
-        for act in self.findChildren(QAction):
-            key = act.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
-            if key and act.text():
-                rows.append((key, act.text().replace("&", "")))
-        for button in self.findChildren(QPushButton):
-            key = button.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
-            if key:
-                rows.append((key, button.text().replace("&", "")))
-        return sorted(set(rows))
-
-    def show_shortcuts(self) -> None:
-        rows = "".join(f"<tr><td><b>{k}</b></td><td>&nbsp;&nbsp;{what}</td></tr>" for k, what in self.shortcuts())
-        QMessageBox.information(self, "Keyboard shortcuts",
-                                f"<table>{rows}</table><p>On the map: drag the ring cursor to decode; "
-                                "click a point to select it; wheel to zoom; drag the background to pan.</p>")
-
-    def show_about(self) -> None:
-        QMessageBox.about(self, "About Latent Explorer", about_text())
-
-    # ================================================================ opening
-    def _ask_open(self) -> None:
-        start = self.settings.value("last_dir", str(Path.home()))
-        paths, _ = QFileDialog.getOpenFileNames(self, "Open models", start, "Checkpoints (*.safetensors)")
-        for path in paths:
-            self.open_model(path)
-
-    def _ask_add_images(self) -> None:
-        from explorer.core.data.folder import IMAGE_EXTENSIONS
-
-        start = self.settings.value("last_dir", str(Path.home()))
-        patterns = " ".join(f"*{ext}" for ext in sorted(IMAGE_EXTENSIONS))
-        paths, _ = QFileDialog.getOpenFileNames(self, "Add images to the map", start, f"Images ({patterns})")
-        if paths:
-            self.add_images(paths)
-
-    def open_demo(self) -> None:
-        missing = [p for p in DEMO_MODELS if not p.exists()]
-        if missing:
-            self.show_error("Demo models missing", f"The bundled demo model {missing[0]} is not installed.")
-            return
-        # Show the VAE, whichever file finishes loading first.
-        self.explorer.data.open_many([str(p) for p in DEMO_MODELS], focus=str(DEMO_MODELS[0]))
-
-    def show_import_dialog(self):
-        from .views.import_dialog import ImportDialog
-
-        dialog = ImportDialog(self.explorer, self)
-        dialog.show()
-        return dialog
-
-    def open_faces_demo(self) -> None:
-        """The conv VAE on procedural faces: its attribute vectors are computed as soon as the faces are
-        encoded, so "smiling" is in the Vectors list; select it and move the strength slider."""
-        if not FACES_DEMO.exists():
-            self.show_error("Demo model missing", f"The bundled faces demo {FACES_DEMO} is not installed.")
-            return
-        self.open_model(str(FACES_DEMO))
-        self.arithmetic_dock.raise_()
-        self.arithmetic.setCurrentIndex(0)
-        self.statusBar().showMessage("Faces demo: pick a vector (e.g. smiling) under Arithmetic › Vectors and "
-                                     "move the strength slider", 15000)
-
-    def confirm_trust(self, code_path: str, checkpoint: str, error: Any = None) -> bool:
-        """An imported model runs the Python file (or archive) it names: ask before running it, with the core's
-        exact words (where the checkpoint came from, which file would run, its hash, what changed, the arguments)."""
-        title, text, details = "Run this model's code?", "", ""
-        if error is not None:
-            from explorer.core.adapter import trust_question
-
-            q = trust_question(error, checkpoint)
-            title, text, details = q.title, q.text, q.details
-        if not text:
-            text = (f"Opening {Path(checkpoint).name} (from {Path(checkpoint).parent}) runs the Python code in:\n\n"
-                    f"{code_path}\n\nOnly continue if you trust that file and whoever sent it.")
-        box = QMessageBox(QMessageBox.Icon.Warning, title, text,
-                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, self)
-        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-        if details:
-            box.setDetailedText(details)
-        return box.exec() == QMessageBox.StandardButton.Yes
-
-    def show_trusted_code(self):
-        from .views.trust_dialog import TrustDialog
-
-        dialog = TrustDialog(self)
-        dialog.show()
-        return dialog
-
-    def _ask_yes_no(self, title: str, question: str) -> bool:
-        answer = QMessageBox.question(self, title, question,
-                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                                      QMessageBox.StandardButton.No)
-        return answer == QMessageBox.StandardButton.Yes
-
-    def close_current(self) -> None:
-        if self.state.current is not None:
-            self.state.remove_model(self.state.current)
-
-    def show_error(self, title: str, text: str) -> None:
-        self.statusBar().showMessage(text, 8000)
-        QMessageBox.warning(self, title, text)
-
-    # ================================================================ sessions
-    def session(self):
-        """Everything needed to reproduce this exploration (see explorer.core.explore.session)."""
-        return to_session(self.state)
-
-    def save_session(self, path: str) -> None:
-        session = self.session()
-        self.explorer.run_io(lambda: session.save(path), f"Saved session {Path(path).name}")
-
-    def open_session(self, path: str) -> None:
-        from explorer.core.session import Session
-
-        def failed(msg: str) -> None:
-            self.show_error("Cannot open session", strip_exception(msg))
-
-        self.tasks.start(lambda progress, cancel: Session.load(path), on_done=self.apply_session, on_error=failed)
-
-    def apply_session(self, session) -> None:
-        """Open the session's models (those already open are reused) and restore each one's state."""
-        self.explorer.data.open_session(session)
-
-    def _ask_save_session(self) -> None:
-        start = self.settings.value("last_dir", str(Path.home()))
-        path, _ = QFileDialog.getSaveFileName(self, "Save session", str(Path(start) / "session.lexsession"),
-                                              "Sessions (*.lexsession)")
-        if path:
-            self.save_session(path)
-
-    def _ask_open_session(self) -> None:
-        start = self.settings.value("last_dir", str(Path.home()))
-        path, _ = QFileDialog.getOpenFileName(self, "Open session", start, "Sessions (*.lexsession);;All files (*)")
-        if path:
-            self.open_session(path)
 
     # ================================================================ busy state
     def _set_busy(self, message: str | None, cancellable: bool = False) -> None:
@@ -1126,119 +651,3 @@ class MainWindow(QMainWindow):
 
     def _progress(self, fraction: float, message: str = "") -> None:
         self.progress.setValue(int(max(0.0, min(1.0, fraction)) * 1000))
-
-    # ================================================================ recent files, drag and drop
-    def recent_files(self) -> list[str]:
-        value = self.settings.value("recent_files", [])
-        if isinstance(value, str):
-            value = [value]
-        return [str(v) for v in (value or [])]
-
-    def _remember_recent(self, path: str) -> None:
-        path = str(Path(path).resolve())
-        if Path(path).parent == (RESOURCES / "demo").resolve():
-            return
-        files = [p for p in self.recent_files() if p != path]
-        self.settings.setValue("recent_files", [path, *files][:MAX_RECENT])
-        self.settings.setValue("last_dir", str(Path(path).parent))
-        self._refresh_recent_menu()
-
-    def _refresh_recent_menu(self) -> None:
-        self.recent_menu.clear()
-        files = self.recent_files()
-        for path in files:
-            act = self.recent_menu.addAction(Path(path).name)
-            act.setToolTip(path)
-            act.triggered.connect(lambda _=False, p=path: self.open_model(p))
-        self.recent_menu.setEnabled(bool(files))
-
-    def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt name)
-        if any(_droppable(u.toLocalFile()) for u in event.mimeData().urls()):
-            event.acceptProposedAction()
-
-    def dropEvent(self, event) -> None:  # noqa: N802 (Qt name)
-        images = []
-        for url in event.mimeData().urls():
-            path = url.toLocalFile()
-            if path.endswith(".safetensors"):
-                self.open_model(path)
-            elif path.endswith(".lexsession"):
-                self.open_session(path)
-            elif _droppable(path):
-                images.append(path)
-        if images:
-            self.add_images(images)
-
-    # ================================================================ layout and shutdown
-    def restore_layout(self) -> None:
-        """Window size (kept on this screen), dock positions and the projection choice from the last session."""
-        geometry = self.settings.value("window/geometry")
-        state = self.settings.value("window/state")
-        if geometry is not None:
-            self.restoreGeometry(geometry)
-            screen = self.screen()
-            if screen is not None:  # saved on a bigger screen: shrink to this one
-                avail = screen.availableGeometry()
-                if self.width() > avail.width() or self.height() > avail.height():
-                    fit_to_screen(self, (min(self.width(), avail.width()), min(self.height(), avail.height())))
-        if state is not None:
-            self.restoreState(state)
-        method = self.settings.value("map/projection")
-        if method in ("pca", "tsne", "umap", "dims"):
-            self.explorer.projections.request(ProjectionChoice(str(method)))
-
-    def save_layout(self) -> None:
-        self.settings.setValue("window/geometry", self.saveGeometry())
-        self.settings.setValue("window/state", self.saveState())
-        self.settings.setValue("map/projection", self.state.requested.method)
-        self.settings.sync()
-
-    def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
-        if not self.training.request_close():  # asks, then stops cleanly and saves
-            event.ignore()
-            return
-        self.save_layout()
-        self.shutdown()
-        super().closeEvent(event)
-
-    def shutdown(self) -> None:
-        self.arithmetic.shutdown() if hasattr(self.arithmetic, "shutdown") else None
-        self.completion.shutdown()
-        self.training.shutdown()
-        self.explorer.shutdown()
-
-
-def _droppable(path: str) -> bool:
-    from explorer.core.data.folder import IMAGE_EXTENSIONS
-
-    p = Path(path)
-    return p.suffix in (".safetensors", ".lexsession") or p.suffix.lower() in IMAGE_EXTENSIONS or p.is_dir()
-
-
-
-def about_text() -> str:
-    import platform
-
-    import pyqtgraph
-    import PySide6
-    import torch
-
-    from explorer import __version__
-
-    return (
-        f"<h3>Latent Explorer {__version__}</h3>"
-        "<p>Explore the latent spaces of autoencoders, VAEs and GANs: a decodable 2-D map, vector "
-        "arithmetic, interpolation, comparison and training.</p>"
-        f"<p>Python {platform.python_version()} · PySide6 {PySide6.__version__} · "
-        f"pyqtgraph {pyqtgraph.__version__} · torch {torch.__version__}</p>"
-        "<p><b>Data licences.</b> MNIST: Yann LeCun and Corinna Cortes, CC BY-SA 3.0. Fashion-MNIST: "
-        "Zalando Research, MIT. Digits (scikit-learn): UCI ML repository, CC BY 4.0. The procedural faces "
-        "are drawn by this program. CelebA and your own folders: the licence of their owners.</p>"
-    )
-
-
-
-
-
-
-__all__ = ["MainWindow", "CheckpointError", "DEMO_MODELS", "file_identity", "fit_to_screen"]
