@@ -59,7 +59,7 @@ def tile(images: np.ndarray, cols: int, pad: int = 1, pad_value: int = 255) -> n
     """(N, H, W, C) uint8 -> one (H', W', C) image of row-major tiles with ``pad`` pixels between them."""
     images = np.asarray(images)
     n, h, w, c = images.shape
-    cols = max(1, min(int(cols), max(n, 1)))
+    cols = max(1, int(cols))
     rows = max(1, -(-n // cols))
     out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), pad_value, np.uint8)
     for i in range(n):

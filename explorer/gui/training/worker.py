@@ -28,21 +28,14 @@ from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
 from explorer.core.training.snapshot import ModelSnapshot, cpu_state_dict
 
+from explorer.core.imaging import tile_float
+
 from .spec import TrainingSpec
 
 
 def tile(images: torch.Tensor | np.ndarray, cols: int, pad: int = 1, pad_value: int = 255) -> np.ndarray:
     """(N, C, H, W) floats in [0, 1] -> one (H', W', C) uint8 image, row-major tiles."""
-    arr = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
-    arr = (np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)
-    n, h, w, c = arr.shape
-    rows = max(1, -(-n // cols))
-    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), pad_value, np.uint8)
-    for i in range(n):
-        r, k = divmod(i, cols)
-        y, x = pad + r * (h + pad), pad + k * (w + pad)
-        out[y : y + h, x : x + w] = arr[i]
-    return out
+    return tile_float(images, cols, pad, pad_value)
 
 
 def paired_rows(originals: torch.Tensor, reconstructions: torch.Tensor, cols: int) -> torch.Tensor:

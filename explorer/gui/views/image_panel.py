@@ -7,17 +7,14 @@ from PySide6.QtCore import QRect, Qt
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPalette
 from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
+from explorer.core.imaging import tile, to_hwc
+
 BACKGROUND = QColor("#202020")
 
 
 def to_uint8_hwc(images: np.ndarray) -> np.ndarray:
     """(C, H, W) or (H, W) floats in [0, 1] -> (H, W, C) uint8, C in {1, 3}."""
-    arr = np.asarray(images)
-    if arr.dtype != np.uint8:
-        arr = (np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    if arr.ndim == 2:
-        arr = arr[None]
-    return np.ascontiguousarray(arr.transpose(1, 2, 0))
+    return to_hwc(images)
 
 
 def qimage_from_array(hwc: np.ndarray) -> QImage:
@@ -35,14 +32,7 @@ def qimage_from_array(hwc: np.ndarray) -> QImage:
 
 def grid(images: np.ndarray, cols: int, pad: int = 1, pad_value: int = 255) -> np.ndarray:
     """(N, H, W, C) uint8 -> one (H', W', C) image, row-major tiles."""
-    n, h, w, c = images.shape
-    rows = max(1, int(np.ceil(n / cols)))
-    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), pad_value, np.uint8)
-    for i in range(n):
-        r, k = divmod(i, cols)
-        y, x = pad + r * (h + pad), pad + k * (w + pad)
-        out[y : y + h, x : x + w] = images[i]
-    return out
+    return tile(images, cols, pad, pad_value)
 
 
 class PixelView(QWidget):
