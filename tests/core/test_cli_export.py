@@ -20,6 +20,12 @@ pytestmark = pytest.mark.skipif(not DEMO.exists(), reason="the faces demo checkp
 COUNT = "600"  # faces drawn per call: enough rows for a vector, cheap to draw
 
 
+def _demo_side():
+    from explorer.core import checkpoint
+
+    return checkpoint.load(DEMO).image_shape[1]
+
+
 def run(capsys, *args):
     code = cli.main([*args])
     out, err = capsys.readouterr()
@@ -54,8 +60,9 @@ def test_interpolate_png_strip_with_keyframe_via(tmp_path, capsys):
                             "--out", str(out))
     assert code == 0, err  # the dataset defaults to the one in the checkpoint
     with Image.open(out) as im:
-        h = 48 + 4  # one row of 48 px images with 2 px padding around
-        assert im.size == (5 * 50 + 2, h)
+        side = _demo_side()
+        h = side + 4  # one row of images with 2 px padding around
+        assert im.size == (5 * (side + 2) + 2, h)
 
 
 def test_traverse_smiling_gif_and_png(tmp_path, capsys):
@@ -76,7 +83,8 @@ def test_traverse_smiling_gif_and_png(tmp_path, capsys):
                        "--steps", "4", "--start", "5,7", "--range", "-1", "1", "--min-size", "0", "--out", str(png))
     assert code == 0, err
     with Image.open(png) as im:
-        assert im.size == (4 * 50 + 2, 2 * 50 + 2)  # rows = starting points, columns = strengths
+        side = _demo_side() + 2
+        assert im.size == (4 * side + 2, 2 * side + 2)  # rows = starting points, columns = strengths
 
 
 def test_traverse_dim_and_label(tmp_path, capsys):
