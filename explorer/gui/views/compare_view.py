@@ -112,7 +112,8 @@ class CompareView(QWidget):
         self.pretrain_plot.setLabel("left", "test accuracy")
         self.pretrain_plot.addLegend(offset=(-10, 10))
         self.pretrain_plot.setVisible(False)
-        outer.addWidget(self.pretrain_plot)
+        # Under the buttons, above the maps: the result of a button press appears where the eye is.
+        outer.insertWidget(outer.indexOf(self.error) + 1, self.pretrain_plot)
         self.rd_rows: list[dict[str, Any]] = []
         self.table = QTableWidget()
         self.table.setMaximumHeight(110)
@@ -442,7 +443,7 @@ class CompareView(QWidget):
         while area is not None and not isinstance(area, QScrollArea):
             area = area.parentWidget()
         if area is not None:  # after the layout has made room for the plot that just appeared
-            QTimer.singleShot(0, area, lambda: area.ensureWidgetVisible(plot))
+            QTimer.singleShot(100, area, lambda: area.ensureWidgetVisible(plot))
 
     # ------------------------------------------------------------ export
     def _ask_export(self) -> None:
