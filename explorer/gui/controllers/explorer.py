@@ -173,6 +173,42 @@ class ExplorerController(QObject):
         self.dropped.cancel()
         self.data.cancel()
 
+    def unwire(self) -> None:
+        """Disconnect every listener of the controllers and the state, and forget the window's callbacks.
+
+        Qt holds the Python slots connected to a signal strongly and outside the garbage collector's view, so a
+        closed window whose lambdas stay connected to a live controller would never be freed."""
+        import warnings
+
+        from PySide6.QtCore import SignalInstance
+
+        from explorer.core.explore import Event
+
+        sources = [self, self.data, self.projections, self.cursor, self.datum, self.samples, self.dropped,
+                   self.training, self.manifold, self.overlays, self.cursor.worker, self.datum.worker]
+        for obj in sources:
+            for name in dir(type(obj)):
+                if name.startswith("__"):
+                    continue
+                try:
+                    sig = getattr(obj, name)
+                except (AttributeError, RuntimeError):
+                    continue
+                if isinstance(sig, SignalInstance):
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)  # "failed to disconnect": none were
+                        try:
+                            sig.disconnect()
+                        except (RuntimeError, TypeError):
+                            pass
+        for value in vars(self.state).values():
+            if isinstance(value, Event):
+                value.disconnect()
+        self.data.confirm_trust = lambda *_: False
+        self.data.confirm_data = lambda *_: False
+        self.data.on_loaded.clear()
+        self.checkpoint_dir = lambda: "."
+
     def shutdown(self) -> None:
         self.manifold.shutdown()
         self.projections.shutdown()

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 import shiboken6
-from PySide6.QtCore import QCoreApplication, QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QCoreApplication, QObject, QRunnable, QThreadPool, QTimer, Signal
 
 from explorer.core.latent import Cancelled as CoreCancelled
 
@@ -151,6 +151,19 @@ class _TaskSignals(QObject):
     failed = Signal(str)
     cancelled = Signal()
 
+    def disconnect_all(self) -> None:
+        import warnings
+
+        if not shiboken6.isValid(self):
+            return
+        for sig in (self.progress, self.finished, self.failed, self.cancelled):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                try:
+                    sig.disconnect()
+                except (RuntimeError, TypeError):
+                    pass
+
 
 class Task(QRunnable):
     """One background job. ``fn(progress, cancel)`` gets a progress callback and a cancel event."""
@@ -244,6 +257,9 @@ class TaskRunner(QObject):
 
         def release(*_: Any) -> None:
             self._live.discard(task)
+            # Qt holds the connected callbacks strongly, beyond the garbage collector's sight, and they hold
+            # what the task worked on (a model, its data): let go of them once the task has reported.
+            QTimer.singleShot(0, task.signals.disconnect_all) if not self._sync else task.signals.disconnect_all()
 
         if on_progress:
             task.signals.progress.connect(on_progress)

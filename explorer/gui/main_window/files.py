@@ -167,7 +167,36 @@ class FilesMixin:
         super().closeEvent(event)
 
     def shutdown(self) -> None:
-        self.arithmetic.shutdown() if hasattr(self.arithmetic, "shutdown") else None
+        if getattr(self, "_shut_down", False):
+            return
+        self._shut_down = True
         self.completion.shutdown()
         self.training.shutdown()
         self.explorer.shutdown()
+        self.explorer.unwire()  # drop every connection into this window, so a closed window is freed
+        self._unwire_widgets()
+
+    def _unwire_widgets(self) -> None:
+        """Disconnect the signals of the window's own widgets. Qt holds connected Python slots (our lambdas,
+        which reference the window) strongly and out of the garbage collector's sight: left connected, a closed
+        window could never be freed."""
+        import warnings
+
+        from PySide6.QtCore import QObject, SignalInstance
+
+        self.map.nearest_fn = None
+        # The map's view box lives in its graphics scene, not among the window's QObject children.
+        for obj in [self, *self.findChildren(QObject), self.map.view]:
+            for name in ("currentRowChanged", "currentIndexChanged", "valueChanged", "toggled", "clicked",
+                         "textChanged", "returnPressed", "itemClicked", "triggered", "currentChanged",
+                         "cursorMoved", "cursorMoveFinished", "pointHovered", "pointClicked", "lassoFinished",
+                         "valuesChanged", "modelSnapshot", "trainingStarted", "timeout", "sigRangeChanged",
+                         "framesReady", "activated"):
+                sig = getattr(obj, name, None)
+                if isinstance(sig, SignalInstance):
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        try:
+                            sig.disconnect()
+                        except (RuntimeError, TypeError):
+                            pass
