@@ -85,3 +85,29 @@ def test_rate_distortion_plots_models_against_pca(window, digits_vae, digits_ae)
     # The plotted curves are the computed rows.
     plotted = sorted(float(y) for item in view.rd_plot.getPlotItem().listDataItems() for y in item.getData()[1])
     assert plotted == pytest.approx(sorted(r["recon_bce"] for r in view.rd_rows))
+
+
+def test_decoded_manifolds_side_by_side_on_the_aligned_maps(window, digits_vae, digits_ae, tmp_path):
+    import torch
+
+    from explorer.core.latent.manifold import grid_shape, tile_centres, unapply_alignment
+
+    window.open_model(str(digits_vae))
+    window.open_model(str(digits_ae))
+    view = window.compare
+    view.refresh()
+    view.compute_manifolds(grid=6)
+    picture = view.manifold_picture
+    assert picture is not None and view.manifold_panel.isVisibleTo(view)
+    rows, cols = grid_shape(view.bounds, grid=6)
+    # The AE's first tile (top left of the aligned view) is its own decode of that place of its own map.
+    centre = unapply_alignment(tile_centres(view.bounds, rows, cols)[:1], view.alignments[1])
+    z = view.projections[1].inverse(centre)
+    with torch.inference_mode():
+        tile = view.entries[1].model.decode(torch.from_numpy(np.asarray(z, np.float32))).clamp(0, 1)
+    expect = (tile[0, 0].numpy() * 255 + 0.5).astype(np.uint8)
+    width = cols * (8 + 1) + 1
+    x0 = width + 12 + 1  # after the VAE's mosaic and the gap, inside the AE's one-pixel border
+    np.testing.assert_array_equal(picture[1:9, x0:x0 + 8, 0], expect)
+    view.export(str(tmp_path / "out"))
+    assert (tmp_path / "out" / "manifolds.png").exists()

@@ -51,7 +51,7 @@ class CompareView(QWidget):
         outer = QVBoxLayout(self)
         # Two rows of three: one row of five buttons is wider than the map area of a 1280-px screen.
         top = QGridLayout()
-        placed = iter(divmod(k, 3) for k in range(6))
+        placed = iter(divmod(k, 3) for k in range(9))
         self.refresh_button = QPushButton("Compare the open models")
         self.refresh_button.setToolTip("Every open model with a map of the same dataset, side by side")
         self.refresh_button.clicked.connect(self.refresh)
@@ -79,6 +79,11 @@ class CompareView(QWidget):
                                         "100 labels per class (in the background; press again to cancel)")
         self.pretrain_button.clicked.connect(self.compute_pretraining)
         top.addWidget(self.pretrain_button, *next(placed))
+        self.manifold_button = QPushButton("Decoded manifolds")
+        self.manifold_button.setToolTip("The same region of the aligned maps decoded by every model, side by side: "
+                                        "an AE's holes beside a VAE's smooth plane")
+        self.manifold_button.clicked.connect(self.compute_manifolds)
+        top.addWidget(self.manifold_button, *next(placed))
         self.pretrain_options: dict[str, Any] = dict(PRETRAIN_OPTIONS)
         self.pretrain_curves: list[Any] = []
         self._pretrain_cancel = None
@@ -119,6 +124,11 @@ class CompareView(QWidget):
         self.table.setMaximumHeight(110)
         self.table.setVisible(False)
         outer.addWidget(self.table)
+        self.manifold_panel = ImagePanel("Decoded manifolds on the aligned maps (same tiles, left to right as above)",
+                                         min_size=160)
+        self.manifold_panel.setVisible(False)
+        self.manifold_picture: np.ndarray | None = None
+        outer.addWidget(self.manifold_panel)
         # Decoder swap: any two open models (ideally a shared-encoder pair), whatever their data sets.
         self.swap = SwapPanel(explorer)
         outer.addWidget(self.swap)
@@ -157,6 +167,7 @@ class CompareView(QWidget):
         aligned, alignments = align_maps(raw)
         self.entries, self.maps = entries, [np.asarray(a, np.float32) for a in aligned]
         bounds = map_bounds(*self.maps)
+        self.projections, self.alignments, self.bounds = projections, alignments, bounds
         self._clear_grid()
         labels = entries[0].data.labels[self.rows]
         names = entries[0].data.label_names
@@ -451,6 +462,35 @@ class CompareView(QWidget):
         if folder:
             self.export(folder)
 
+    def compute_manifolds(self, grid: int = 12) -> None:
+        """Every compared model decodes the same tiles of the aligned maps (in the background)."""
+        from explorer.core.latent.manifold import aligned_manifolds, grid_shape, side_by_side
+
+        if not self.entries:
+            self.refresh()
+        if len(self.entries) < 2:
+            return
+        entries = [(e.model, p, a) for e, p, a in zip(self.entries, self.projections, self.alignments)]
+        bounds = self.bounds
+        rows, cols = grid_shape(bounds, grid=grid)
+        self.manifold_button.setEnabled(False)
+
+        def work(progress, cancel):
+            ms = aligned_manifolds(entries, bounds, rows, cols, progress=progress, cancel=cancel)
+            return side_by_side([m.mosaic(pad=1) for m in ms], gap=12)
+
+        def done(picture) -> None:
+            self.manifold_button.setEnabled(True)
+            self.manifold_picture = picture
+            self.manifold_panel.setVisible(True)
+            self.manifold_panel.show_array(picture, " | ".join(e.name for e in self.entries))
+
+        def failed(msg: str) -> None:
+            self.manifold_button.setEnabled(True)
+            self.error.setText(msg.partition(": ")[2] or msg)
+
+        self.ctx.tasks.start(work, on_done=done, on_error=failed, on_progress=self.ctx.progress.emit)
+
     def export(self, folder: str) -> None:
         """Write the comparison into ``folder`` (and ``decoder-swap.png`` when a decoder swap is shown)."""
         from pathlib import Path
@@ -466,11 +506,16 @@ class CompareView(QWidget):
         names = [e.name.removesuffix(".safetensors") for e in entries]
         data = entries[0].data
         swap = self.swap.rows
+        manifolds = self.manifold_picture
 
         def write() -> None:
             write_comparison(models, data, folder, names=names, max_items=2000, max_train=5000, n_samples=500)
             if swap is not None:
                 write_swap_grid(Path(folder) / "decoder-swap.png", swap)
+            if manifolds is not None:
+                from explorer.core.export import save_png
+
+                save_png(Path(folder) / "manifolds.png", manifolds)
 
         self.ctx.run_io(write, f"Exported the comparison to {folder}", self.error)
 
