@@ -115,7 +115,7 @@ class CompareView(QWidget):
         self.pretrain_plot.setYRange(0, 1)
         self.pretrain_plot.setLabel("bottom", "labels per class")
         self.pretrain_plot.setLabel("left", "test accuracy")
-        self.pretrain_plot.addLegend(offset=(-10, 10))
+        self.pretrain_plot.addLegend(offset=(-10, -10))  # bottom right: the curves rise towards the top right
         self.pretrain_plot.setVisible(False)
         # Under the buttons, above the maps: the result of a button press appears where the eye is.
         outer.insertWidget(outer.indexOf(self.error) + 1, self.pretrain_plot)
@@ -446,8 +446,8 @@ class CompareView(QWidget):
                           pen=pg.mkPen(colour, width=2, style=PRETRAIN_DASH.get(mode, Qt.PenStyle.SolidLine)))
         if curves:
             plot.addLine(y=curves[0].chance, pen=pg.mkPen("#999", style=Qt.PenStyle.DashLine))
-            plot.setTitle(f"{curves[0].dataset}: solid frozen encoder, dashed fine-tuned, dotted from scratch "
-                          f"(mean of {curves[0].seeds} label draws)", size="9pt")
+            # Short: a title wider than the plot widens the whole plot past its widget.
+            plot.setTitle(f"{curves[0].dataset}: solid frozen, dashed fine-tuned, dotted scratch", size="9pt")
         plot.setVisible(True)
         # The plot sits under the maps: bring it into view in the tab's scroll area.
         area = self.parentWidget()
