@@ -53,6 +53,7 @@ def _decode(request: DecodeRequest) -> np.ndarray:
 
 class CursorController(QObject):
     decoded = Signal(object)  # DecodeResult of the current model's newest cursor
+    moved = Signal(float, float)  # where a cursor set by anything but a drag lies on the current map
     cleared = Signal()  # the current model has nothing to show at the cursor
     failed = Signal(str)
 
@@ -90,7 +91,11 @@ class CursorController(QObject):
     def _cursor_changed(self, entry: OpenModel, z: np.ndarray, source: str) -> None:
         if entry is not self.state.current:
             return
+        # One projection lookup per move, shared by the caption and the map's ring.
+        self._decoded_model = entry.model
         pos = self._position if source == "map" else entry.locate(z)
+        if source != "map" and pos is not None:
+            self.moved.emit(*pos)
         self.worker.submit(DecodeRequest(entry, z, pos, time.perf_counter()))
 
     def _current_changed(self, entry: OpenModel | None) -> None:
@@ -98,13 +103,20 @@ class CursorController(QObject):
         if entry is None or entry.cursor_latent is None:
             self.cleared.emit()  # never the previous model's image
             return
+        self._decoded_model = entry.model
         self.worker.submit(DecodeRequest(entry, entry.cursor_latent, entry.locate(entry.cursor_latent),
                                          time.perf_counter()))
 
     def redecode(self) -> None:
-        """Decode the cursor again (the model's weights changed under it)."""
+        """Decode the cursor again if the model's weights changed under it (a training epoch, the history
+        slider); data events that leave the weights alone cost nothing."""
+        entry = self.state.current
+        if entry is not None and entry.model is self._decoded_model:
+            return
         self.worker.reset_cost()
-        self._current_changed(self.state.current)
+        self._current_changed(entry)
+
+    _decoded_model: object = None
 
     def _delivered(self, _gen: int, request: DecodeRequest, image: np.ndarray) -> None:
         if request.model is not self.state.current:

@@ -29,8 +29,8 @@ class MapToolsMixin:
 
         if entry is not self.state.current or entry.data is None or len(positions) != len(entry.data):
             return
-        labels, _names, _c = self._colouring(entry)
-        picture = scatter_image(positions, labels if labels.dtype.kind in "iu" else entry.data.labels, 180)
+        # The labels' colours, not the colouring chosen: a continuous colouring would rebuild its bar per frame.
+        picture = scatter_image(positions, entry.data.labels, 180)
         self.preview_label.setPixmap(QPixmap.fromImage(qimage_from_array(picture)))
         self.preview_label.setToolTip(f"{method}: the map forming while it optimises")
         self.preview_label.adjustSize()
@@ -147,7 +147,7 @@ class MapToolsMixin:
                 self.colour_box.addItem(name, i)
             if entry.model.capabilities.has_encoder:
                 self.colour_box.addItem(RECON_ERROR, RECON_ERROR)
-                if hasattr(entry.model, "encode_dist") and entry.model.family == "vae":
+                if entry.model.capabilities.has_posterior:
                     self.colour_box.addItem(POSTERIOR_SPREAD, POSTERIOR_SPREAD)
         index = self.colour_box.findText(self.state.colour_by)
         self.colour_box.setCurrentIndex(max(index, 0))
@@ -168,7 +168,7 @@ class MapToolsMixin:
             if set(np.unique(values)) <= {0.0, 1.0}:
                 return values.astype(np.int64), [f"not {which}", which], None
         elif which in (RECON_ERROR, POSTERIOR_SPREAD):
-            if which not in entry.point_values:
+            if which not in entry.point_values and (id(entry), which) not in self._computing_values:
                 self._compute_point_values(entry, which)  # labels meanwhile; recoloured when it arrives
             values = entry.point_values.get(which)
         if values is None:
@@ -209,8 +209,11 @@ class MapToolsMixin:
         fn = reconstruction_errors if which == RECON_ERROR else posterior_spread
         images, model = entry.data.images, entry.model
         self._set_busy(f"Computing {which}", False)
+        key = (id(entry), which)
+        self._computing_values.add(key)  # a redraw meanwhile must not start the same work again
 
         def done(values) -> None:
+            self._computing_values.discard(key)
             self._set_busy(None)
             if entry.model is model:
                 entry.point_values[which] = np.asarray(values, np.float64)
@@ -218,6 +221,7 @@ class MapToolsMixin:
                     self._recolour()
 
         def failed(msg: str) -> None:
+            self._computing_values.discard(key)
             self._set_busy(None)
             self.statusBar().showMessage(f"{which}: {strip_exception(msg)}", 8000)
 

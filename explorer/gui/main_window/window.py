@@ -69,6 +69,7 @@ class MainWindow(MapToolsMixin, MenusMixin, FilesMixin, QMainWindow):
         self.explorer.data.on_loaded.append(self._remember_recent)
         # While the cursor is dragged the sliders follow at display rate, not at mouse rate: redrawing
         # a column of sliders on every mouse move would cost as much as the decode.
+        self._computing_values: set[tuple[int, str]] = set()  # per-point colourings being computed
         self._slider_timer = QTimer(self)
         self._slider_timer.setSingleShot(True)
         self._slider_timer.setInterval(SLIDER_REFRESH_MS)
@@ -366,6 +367,7 @@ class MainWindow(MapToolsMixin, MenusMixin, FilesMixin, QMainWindow):
         self.tabs.currentChanged.connect(self._tab_changed)
         # Results -> views.
         ex.cursor.decoded.connect(self._show_decoded)
+        ex.cursor.moved.connect(lambda x, y: self.map.set_cursor(x, y))
         ex.cursor.cleared.connect(lambda: self.cursor_panel.clear())
         ex.cursor.failed.connect(lambda msg: self.statusBar().showMessage(f"decode failed: {msg}", 5000))
         ex.datum.shown.connect(self._show_datum)
@@ -582,10 +584,7 @@ class MainWindow(MapToolsMixin, MenusMixin, FilesMixin, QMainWindow):
                 self._slider_timer.start()
             return
         if source != "sliders":
-            self.sliders.set_values(z)
-        pos = entry.locate(z)
-        if pos is not None:
-            self.map.set_cursor(*pos)
+            self.sliders.set_values(z)  # the ring follows CursorController.moved
 
     def _sync_sliders(self) -> None:
         entry = self.state.current

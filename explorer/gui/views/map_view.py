@@ -373,9 +373,7 @@ class LatentMapView(QWidget):
         self.points_visible = bool(visible)
         for item in self.scatter_items:
             item.setVisible(self.points_visible)
-        for item in (getattr(self.layers, "density_item", None), getattr(self.layers, "density", None)):
-            if isinstance(item, pg.GraphicsObject):
-                item.setVisible(self.points_visible)
+        self.layers.density.setVisible(self.points_visible and len(self.layers.density.positions) > 0)
 
     def set_image_source(self, image_fn: Callable[[np.ndarray], np.ndarray] | None) -> None:
         """Show data points as their images at close zoom: ``image_fn(indices) -> (k, C, H, W) uint8``
