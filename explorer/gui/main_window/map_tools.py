@@ -96,7 +96,7 @@ class MapToolsMixin:
             label = int(data.labels[j])
             name = data.label_names[label] if 0 <= label < len(data.label_names) else "?"
             item = QListWidgetItem(QIcon(QPixmap.fromImage(qimage_from_array(to_hwc(data.images[j])))),
-                                   f"#{j}\n{name} · {d:.2f}")
+                                   f"{name}\n{d:.2f}")
             item.setData(Qt.ItemDataRole.UserRole, j)
             item.setToolTip(f"point {j}, label {name}, latent distance {d:.3f}")
             self.neighbour_list.addItem(item)

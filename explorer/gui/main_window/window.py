@@ -244,6 +244,9 @@ class MainWindow(MapToolsMixin, MenusMixin, FilesMixin, QMainWindow):
         self.neighbour_list.setIconSize(QSize(48, 48))
         self.neighbour_list.setMovement(QListWidget.Movement.Static)
         self.neighbour_list.setResizeMode(QListWidget.ResizeMode.Adjust)
+        # Room for the two caption lines under each thumbnail (label, distance); the index is in the tooltip.
+        self.neighbour_list.setGridSize(QSize(76, 84))
+        self.neighbour_list.setWordWrap(True)
         self.neighbour_list.setMaximumHeight(150)
         self.neighbour_list.setToolTip("The selected point's nearest neighbours by latent distance; click one "
                                        "to select it")
