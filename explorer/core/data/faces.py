@@ -248,7 +248,8 @@ class _Layout:
         frame_v = 0.05 + 0.2 * u[:, 9]
         self.frame = np.stack([frame_v, frame_v * (0.7 + 0.3 * u[:, 10]), frame_v * (0.6 + 0.8 * u[:, 10])], 1)
         self.lips = np.array([0.32, 0.07, 0.08], np.float32)[None].repeat(len(u), 0)
-        self.mouth_inside = np.array([0.22, 0.03, 0.05], np.float32)[None].repeat(len(u), 0)
+        # Darker than the darkest skin, so an open mouth (with its white teeth) shows on every face.
+        self.mouth_inside = np.array([0.15, 0.02, 0.03], np.float32)[None].repeat(len(u), 0)
         self.teeth = np.array([0.96, 0.95, 0.90], np.float32)[None].repeat(len(u), 0)
         self.white = np.array([0.98, 0.98, 0.98], np.float32)[None].repeat(len(u), 0)
         self.pupil = np.array([0.03, 0.03, 0.03], np.float32)[None].repeat(len(u), 0)
@@ -264,7 +265,8 @@ class _Layout:
         # Features move towards the side the head turns to; the far side is foreshortened.
         self.eye_y = self.cy - 0.035
         spacing = _col(0.075 + 0.02 * u[:, 14]) + 0.25 * (self.fa - 0.195)
-        self.eye_w = _col(0.033 + 0.025 * a["eye_size"])
+        # 2.3 px (small) to 5 px (large) half-width at 64 px: the size reads without a ruler.
+        self.eye_w = _col(0.030 + 0.036 * a["eye_size"])
         eye_h_neutral = self.eye_w * 0.72
         self.smile = _col(a["smiling"])
         # A smile narrows the eyes: at 48-64 px the mouth corners alone move ~2 px, too little for a model
@@ -308,7 +310,7 @@ class _Layout:
     def mouth_box(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Top, bottom, left, right bounds of everything the mouth attributes can change."""
         reach = np.abs(self.mouth_depth) / 2 + 0.015
-        return (self.mouth_y - reach - 0.02, self.mouth_y + reach + 0.06,
+        return (self.mouth_y - reach - 0.02, self.mouth_y + reach + 0.07,
                 self.mouth_x - self.mouth_w - 0.01, self.mouth_x + self.mouth_w + 0.01)
 
     def eyes_box(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -320,7 +322,7 @@ class _Layout:
 
     def glasses_box(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Top, bottom, left, right bounds of the frames, bridge and arms."""
-        ring_r = self.eye_w + 0.03
+        ring_r = self.eye_w * 0.8 + 0.034
         return (self.eye_y - ring_r * 0.9 - 0.015, self.eye_y + ring_r * 0.9 + 0.015,
                 self.cx - self.fa - 0.015, self.cx + self.fa + 0.015)
 
@@ -433,8 +435,8 @@ def _draw(canvas: _Canvas, L: _Layout) -> None:
             yc, _, norm = _curve(v, L.mouth_x, L.mouth_y, L.mouth_w, L.mouth_depth)
             s = (v.x - L.mouth_x) / L.mouth_w_open
             bulge = np.clip(1.0 - s * s, 0.0, None) * L.mouth_open
-            upper = yc - 0.014 * bulge
-            lower = yc + 0.055 * bulge
+            upper = yc - 0.016 * bulge
+            lower = yc + 0.06 * bulge
             along = np.abs(v.x - L.mouth_x) - L.mouth_w_open
             inside_sd = np.maximum(np.maximum(upper - v.y, v.y - lower) * norm, along)
             _paint(v, _coverage(v, inside_sd - 0.009) * L.mouth_open, L.lips)
@@ -442,12 +444,12 @@ def _draw(canvas: _Canvas, L: _Layout) -> None:
             # face looks the same whatever it is drawn beside.
             inside = _coverage(v, inside_sd) * L.mouth_open
             _paint(v, inside, L.mouth_inside)
-            teeth = inside * _coverage(v, (v.y - (upper + 0.016 * bulge)) * norm)
+            teeth = inside * _coverage(v, (v.y - (upper + 0.024 * bulge)) * norm)  # a ~2 px white band
             _paint(v, teeth, L.teeth)
 
     # Glasses: rings around the eyes, a bridge and arms to the ears.
     if L.glasses.max() > 0:
-        ring_r = L.eye_w + 0.03
+        ring_r = L.eye_w * 0.8 + 0.034
         rim = 0.012  # ~2 px frames at 64 px
         v = canvas.view(L.eye_y - ring_r - 0.05, L.eye_y + ring_r + 0.02, cx - fa - 0.02, cx + fa + 0.02)
         if v is not None:
