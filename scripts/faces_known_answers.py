@@ -62,6 +62,41 @@ def features(images: np.ndarray, name: str) -> np.ndarray:
     return crop.reshape(len(crop), -1)
 
 
+def ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """SSIM (Wang et al. 2004: 11 px Gaussian window, sigma 1.5, K1 0.01, K2 0.03) per pixel, averaged over
+    channels: (N, C, H, W) images in [0, 1] -> (N, H, W)."""
+    x, y = torch.from_numpy(np.ascontiguousarray(a, np.float32)), torch.from_numpy(np.ascontiguousarray(b, np.float32))
+    g = torch.exp(-((torch.arange(11) - 5.0) ** 2) / (2 * 1.5**2))
+    g = (g[:, None] * g[None, :]) / g.sum() ** 2
+    c = x.shape[1]
+    w = g.expand(c, 1, 11, 11)
+
+    def blur(t):
+        return torch.nn.functional.conv2d(t, w, padding=5, groups=c)
+
+    mx, my = blur(x), blur(y)
+    vx, vy, cov = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    return s.mean(1).numpy()
+
+
+def sharpness(real: np.ndarray, recon: np.ndarray) -> dict:
+    """Reconstruction figures of held-out faces: MSE and SSIM over the image and inside the mouth and eye boxes."""
+    from explorer.core.data.faces import face_region
+
+    r = real.astype(np.float32) / 255 if real.dtype == np.uint8 else real.astype(np.float32)
+    d = recon.astype(np.float32)
+    sq = ((d - r) ** 2).mean(1)
+    ss = ssim_map(d, r)
+    out = {"mse": float(sq.mean()), "ssim": float(ss.mean())}
+    for part in ("mouth", "eyes"):
+        x0, y0, x1, y1 = face_region(part, r.shape[-1])
+        out[f"mse_{part}"] = float(sq[:, y0:y1, x0:x1].mean())
+        out[f"ssim_{part}"] = float(ss[:, y0:y1, x0:x1].mean())
+    return out
+
+
 def positive(values: np.ndarray, name: str) -> np.ndarray:
     return values > 0.5
 
@@ -111,7 +146,7 @@ def evaluate(model, count: int = COUNT, seed: int = 0) -> dict:
             "others_flipped": flips,
             "separation": float(vecs[name].separation),
         }
-    return {"rows": rows, "data": data, "z": z, "vecs": vecs, "classifiers": classifiers, "test": test}
+    return {"rows": rows, "sharpness": sharpness(data.images[test], recon_images), "data": data, "z": z, "vecs": vecs, "classifiers": classifiers, "test": test}
 
 
 def traversal_png(model, result: dict, path: str, strengths=(-2, -1, 0, 1, 2), scale: int = 4) -> None:
@@ -153,10 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     model = checkpoint.load(args.model)
     result = evaluate(model, args.count)
     print(table(result["rows"]))
+    print("\nheld-out reconstructions: " + ", ".join(f"{k} {v:.4f}" for k, v in result["sharpness"].items()))
     if args.traversal:
         traversal_png(model, result, args.traversal)
     print(json.dumps({"rows": {k: {kk: vv for kk, vv in v.items() if kk != "others_flipped"}
-                               for k, v in result["rows"].items()}, "seconds": round(time.perf_counter() - t0, 1)}))
+                               for k, v in result["rows"].items()}, "sharpness": result["sharpness"],
+                      "seconds": round(time.perf_counter() - t0, 1)}))
     return 0
 
 

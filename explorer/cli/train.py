@@ -36,6 +36,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     tr.add_argument("--base-channels", type=positive_int, default=None, help="conv/GAN width")
     tr.add_argument("--loss", choices=["bce", "mse"], default=None, help="reconstruction loss (AE/VAE)")
     tr.add_argument("--beta", type=float, default=None, help="VAE KL weight")
+    tr.add_argument("--perceptual", type=float, default=None,
+                    help="VAE: weight of a feature-matching term from a small net trained on the faces "
+                         "(0 = off; also overrides a resumed checkpoint's weight)")
     tr.add_argument("--denoise-std", type=float, default=None, help="denoising AE input noise std")
     tr.add_argument("--sparsity", type=float, default=None, help="sparse AE L1 weight on the code")
     tr.add_argument("--d-steps", type=positive_int, default=None, help="GAN discriminator steps per G step")
@@ -140,6 +143,7 @@ def _model_from_args(args: argparse.Namespace, image_shape: tuple[int, int, int]
         "base_channels": args.base_channels,
         "loss": args.loss,
         "beta": args.beta,
+        "perceptual": getattr(args, "perceptual", None),
         "denoising_std": args.denoise_std,
         "sparsity_l1": args.sparsity,
         "d_steps": args.d_steps,
@@ -219,7 +223,18 @@ def _train(args: argparse.Namespace, dist_ctx: Any, main_rank: bool) -> int:
             raise CLIError(str(exc)) from exc
         from explorer.core.models import build_model
 
-        model = build_model(resume_model.family, resume_model.config)
+        config = resume_model.config
+        if getattr(args, "perceptual", None) is not None:
+            if "perceptual" not in getattr(config, "__dataclass_fields__", {}):
+                raise CLIError(f"--perceptual does not apply to {resume_model.family} models")
+            import dataclasses
+
+            config = dataclasses.replace(config, perceptual=args.perceptual)
+            try:
+                config.validate()
+            except ValueError as exc:
+                raise CLIError(f"invalid model options: {exc}") from exc
+        model = build_model(resume_model.family, config)
     else:
         model = _model_from_args(args, data.image_shape)
     lr = args.lr

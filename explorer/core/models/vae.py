@@ -24,15 +24,21 @@ ACTIVE_KL_NATS = 0.01
 
 @dataclass
 class VAEConfig(EncDecConfig):
-    """VAE: ``loss = recon + beta * KL``. ``beta = 1`` is the plain VAE (the ELBO)."""
+    """VAE: ``loss = recon + beta * KL``. ``beta = 1`` is the plain VAE (the ELBO).
+
+    ``perceptual > 0`` adds that weight times a feature-matching term (:mod:`.perceptual`, a small net
+    trained on the procedural faces) to the reconstruction loss while training; test figures stay plain.
+    """
 
     archs: ClassVar[tuple[str, ...]] = ("mlp", "conv")
 
     beta: float = 1.0
+    perceptual: float = 0.0
 
     def validate(self) -> None:
         super().validate()
         check_nonnegative("beta", self.beta)
+        check_nonnegative("perceptual", self.perceptual)
 
 
 @register
@@ -71,11 +77,19 @@ class VAE(EncDecModel):
         # Kept lean on purpose (it bounds training speed): no .item(), no device sync
         # beyond guarded_step's finiteness check, KL computed once per dimension and summed.
         self._norm_guard.save()
-        recon, kl_dims, _, _ = self._terms(x)
+        recon, kl_dims, _, raw = self._terms(x)
         kl = kl_dims.sum()
         loss = recon + self.config.beta * kl
+        out = {}
+        if self.config.perceptual > 0:
+            from .perceptual import perceptual_loss
+
+            p = perceptual_loss(self._display(raw), x)
+            loss = loss + self.config.perceptual * p
+            out["perceptual"] = p.detach()
         self._apply_step(loss, optimizers, step)
-        return {"loss": loss.detach(), "recon": recon.detach(), "kl": kl.detach(), "kl_per_dim": kl_dims.detach()}
+        return {"loss": loss.detach(), "recon": recon.detach(), "kl": kl.detach(), "kl_per_dim": kl_dims.detach(),
+                **out}
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, float | list[float]]:
