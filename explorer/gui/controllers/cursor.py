@@ -60,7 +60,7 @@ class CursorController(QObject):
     def __init__(self, state: ExplorerState, *, synchronous: bool = False) -> None:
         super().__init__()
         self.state = state
-        self.worker = LatestWinsWorker(_decode, synchronous=synchronous)
+        self.worker = LatestWinsWorker(_decode, synchronous=synchronous, urgent=True)
         self.worker.result.connect(self._delivered)
         self.worker.failed.connect(lambda _gen, msg: self.failed.emit(msg))
         self.decode_times: list[float] = []

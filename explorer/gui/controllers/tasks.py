@@ -30,6 +30,9 @@ from explorer.core.latent import Cancelled as CoreCancelled
 
 
 GIL_SWITCH_INTERVAL_S = 0.0005
+# While the cursor's decode runs on its thread. Not always: the GUI thread's own inline work and the other
+# threads then hand the GIL round five times as often for nothing (28 px drags: p95 4.5-6.6 ms -> 10 ms).
+SERVING_SWITCH_INTERVAL_S = 0.0001
 INLINE_BELOW_S = 0.002
 
 
@@ -44,8 +47,10 @@ class LatestWinsWorker(QObject):
     failed = Signal(int, str)
     _served = Signal(int, object, object)  # from whichever thread served it; _deliver orders them
 
-    def __init__(self, fn: Callable[[Any], Any], *, synchronous: bool = False, name: str = "decode") -> None:
+    def __init__(self, fn: Callable[[Any], Any], *, synchronous: bool = False, name: str = "decode",
+                 urgent: bool = False) -> None:
         super().__init__()
+        self._urgent = urgent  # its results are waited for (the cursor): take the GIL back quickly while serving
         self._fn = fn
         self._sync = synchronous
         self._cond = threading.Condition()
@@ -60,8 +65,9 @@ class LatestWinsWorker(QObject):
         # them, a queued older result could land after a newer inline one and the image would jump back.
         self._served.connect(self._deliver)
         if not synchronous:
-            # The GUI thread runs Python (slots, pyqtgraph painting) right after submitting; with the
-            # default 5 ms GIL switch interval the worker would wait that long to start decoding.
+            # The GUI thread runs Python (slots, pyqtgraph painting) right after submitting, and the decode needs
+            # the GIL back after every torch op: with the default 5 ms switch interval a 3 ms conv decode took
+            # 60 ms beside a busy Python thread, 10 ms at 0.5 ms, 5-6 ms at 0.1 ms (see _loop).
             if sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:
                 sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
             self._thread = threading.Thread(target=self._loop, name=f"latent-explorer-{name}", daemon=True)
@@ -132,9 +138,14 @@ class LatestWinsWorker(QObject):
                 self._pending = None
                 fn = self._fn
                 self._busy = True
+            base = sys.getswitchinterval()
+            if self._urgent:
+                sys.setswitchinterval(min(base, SERVING_SWITCH_INTERVAL_S))
             try:
                 self._serve(fn, gen, request)
             finally:
+                if self._urgent:
+                    sys.setswitchinterval(base)
                 self._busy = False
 
     def close(self) -> None:
