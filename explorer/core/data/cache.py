@@ -29,9 +29,23 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import mmap
+import multiprocessing
 import os
+import pickle
+import re
+import sys
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,15 +53,26 @@ from typing import Any
 import numpy as np
 
 from ..progress import Cancelled, ProgressFn, Throttle
-from .transforms import DECODER_VERSION, CropFn, DecodedFiles, center_square_box, decode_files, to_luminance
+from .transforms import (
+    DECODER_VERSION,
+    CropFn,
+    DecodedFiles,
+    center_square_box,
+    decode_files,
+    open_image,
+    to_luminance,
+)
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CACHE_FORMAT", "CachedDecode", "DecodeCache", "default_data_cache_dir", "decode_cached", "fits_in_memory",
-           "iter_batches"]
+__all__ = ["CACHE_FORMAT", "CachedDecode", "DecodeCache", "decode_cached", "decode_workers", "default_data_cache_dir",
+           "file_signature", "fits_in_memory", "is_memory_mapped", "iter_batches"]
 
 CACHE_FORMAT = 1  # bump when the file layout or the decode itself changes: old entries stop matching
-CHUNK = 1024  # files per decode call: bounds the in-memory working set (1024 x 3 x 64 x 64 = 12 MB)
+CHUNK = 256  # files per decode task: each worker writes its rows straight into the memory map
+# Worker processes pay for their start (spawn: a fresh interpreter importing numpy, Pillow and torch, ~1-2 s
+# each): below this many files the decode runs on threads in this process instead.
+PROCESS_MIN_FILES = 4096
 _MAX_FAILURES_KEPT = 1000  # listed in the metadata; the count is always exact
 
 
@@ -75,16 +100,147 @@ def _crop_id(crop: CropFn) -> str:
     return f"{getattr(crop, '__module__', '?')}.{getattr(crop, '__qualname__', repr(crop))}"
 
 
-def file_signature(paths: Sequence[Path]) -> str:
-    """sha256 of every path with its size and modification time (ns), in order. Missing files hash as such."""
+def file_signature(paths: Sequence[str | os.PathLike[str]]) -> str:
+    """sha256 of every path with its size and modification time (ns), in order. Missing files hash as such.
+
+    One ``stat`` per file and one hash update for all of them: ~1 s for 200k files (a hash update per file
+    cost as much again)."""
     h = hashlib.sha256()
+    stat = os.stat
+    lines = []
     for p in paths:
+        p = os.fspath(p)
         try:
-            st = os.stat(p)
-            h.update(f"{p}\t{st.st_size}\t{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+            st = stat(p)
+            lines.append(f"{p}\t{st.st_size}\t{st.st_mtime_ns}\n")
         except OSError:
-            h.update(f"{p}\t-\n".encode("utf-8", "surrogateescape"))
+            lines.append(f"{p}\t-\n")
+        if len(lines) >= 65536:
+            h.update("".join(lines).encode("utf-8", "surrogateescape"))
+            lines.clear()
+    h.update("".join(lines).encode("utf-8", "surrogateescape"))
     return h.hexdigest()
+
+
+def decode_workers() -> int:
+    """Worker processes for a first decode: the cores this process may use (at most 8), or
+    ``$LATENT_EXPLORER_DECODE_WORKERS``."""
+    env = os.environ.get("LATENT_EXPLORER_DECODE_WORKERS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return min(int(env), 64)
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, min(n, 8))
+
+
+def _decode_into(target: str | np.ndarray, start: int, paths: Sequence[str], size: int, crop: CropFn
+                 ) -> tuple[int, np.ndarray, np.ndarray, list[tuple[int, str]]]:
+    """Decode ``paths`` into rows ``start...`` of ``target`` (a ``.npy`` file's path, opened here as a shared
+    memory map: worker processes write the pixels themselves, nothing large is pickled back; or the array).
+    Returns (start, ok, gray, [(i, why)] for the files that failed). Top level: a ``spawn`` worker imports it."""
+    mm = np.load(target, mmap_mode="r+", allow_pickle=False) if isinstance(target, str) else target
+    k = len(paths)
+    ok = np.zeros(k, dtype=bool)
+    gray = np.zeros(k, dtype=bool)
+    failures: list[tuple[int, str]] = []
+    for i, p in enumerate(paths):
+        try:
+            mm[start + i], gray[i] = open_image(p, size, crop)
+            ok[i] = True
+        except MemoryError:
+            failures.append((i, "MemoryError: not enough memory to decode it"))
+        except Exception as exc:  # noqa: BLE001 - OSError, ValueError, SyntaxError, DecompressionBombError and
+            # whatever else a damaged file makes a Pillow plugin raise: one bad file must not stop the others
+            failures.append((i, f"{type(exc).__name__}: {exc}"))
+    del mm
+    return start, ok, gray, failures
+
+
+_MAIN_GUARD = re.compile(r"""if\s+__name__\s*==\s*['"]__main__['"]""")
+
+
+def _main_is_importable() -> bool:
+    """Whether ``spawn`` workers may import this program's main module: a ``spawn`` child runs it again
+    (as ``__mp_main__``), so a script without an ``if __name__ == "__main__":`` guard would run its top
+    level twice. Packages' ``__main__`` (``python -m explorer``) and interactive sessions are never re-run."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name.split(".")[-1] == "__main__":
+        return True
+    path = getattr(main, "__file__", None)
+    if not path:
+        return True
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 20).decode("utf-8", "replace")
+    except OSError:
+        return False
+    return _MAIN_GUARD.search(head) is not None
+
+
+def _picklable(obj: Any) -> bool:
+    try:
+        pickle.dumps(obj)
+    except Exception:  # noqa: BLE001 - lambdas, closures, local classes: decoded on threads instead
+        return False
+    return True
+
+
+def _decode_all(mm: np.ndarray, mm_path: Path, paths: Sequence[str | Path], size: int, crop: CropFn, ok: np.ndarray,
+                gray: np.ndarray, failed: dict[int, str], throttle: Throttle, cancel: threading.Event | None,
+                chunk: int, workers: int | None = None) -> None:
+    """Decode every path into its row of ``mm`` (the file at ``mm_path``), filling ``ok``, ``gray``, ``failed``.
+
+    Ranges of ``chunk`` files go to worker processes (``spawn``: safe beside Qt's threads) that write into
+    the memory-mapped file themselves; at most two ranges per worker are in flight, so memory stays bounded
+    whatever the folder's size. Small jobs, crops that cannot be pickled, a single core, or a pool that
+    cannot start (or breaks) decode on threads here instead (Pillow releases the GIL while it decodes).
+    ``cancel`` is checked every 0.25 s; running ranges finish first (a fraction of a second)."""
+    n = len(paths)
+    names = [os.fspath(p) for p in paths]
+    left = set(range(0, n, chunk))
+    workers = decode_workers() if workers is None else max(1, workers)
+    done = 0
+
+    def run(ex: Executor, target: str | np.ndarray, slots: int) -> None:
+        nonlocal done
+        queue = sorted(left, reverse=True)
+        pending: dict[Future, int] = {}
+        try:
+            while queue or pending:
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("decoding cancelled")
+                while queue and len(pending) < slots:
+                    start = queue.pop()
+                    pending[ex.submit(_decode_into, target, start, names[start:start + chunk], size, crop)] = start
+                finished, _ = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    del pending[fut]
+                    start, ok_part, gray_part, fails = fut.result()
+                    ok[start:start + len(ok_part)] = ok_part
+                    gray[start:start + len(gray_part)] = gray_part
+                    for i, why in fails:
+                        failed[start + i] = why
+                    left.discard(start)
+                    done += len(ok_part)
+                    throttle(0.97 * done / max(n, 1), f"decoding images {done}/{n} (first open only)")
+        finally:
+            for fut in pending:
+                fut.cancel()
+            ex.shutdown(wait=True, cancel_futures=True)
+
+    if workers > 1 and n >= PROCESS_MIN_FILES and _picklable(crop) and _main_is_importable():
+        try:
+            run(ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")), os.fspath(mm_path),
+                2 * workers)
+        except (BrokenProcessPool, OSError, pickle.PicklingError) as exc:
+            # e.g. a frozen app without a multiprocessing entry point: the rest is decoded here
+            log.warning("decode workers failed (%s: %s); decoding %d remaining images on threads",
+                        type(exc).__name__, exc, sum(min(chunk, n - s) for s in left))
+    if left:
+        run(ThreadPoolExecutor(min(workers, 4)), mm, 2 * workers)
 
 
 class DecodeCache:
@@ -132,14 +288,14 @@ class DecodeCache:
                 pass
 
     # ---- the one entry point
-    def decode(self, paths: Sequence[Path], size: int, crop: CropFn = center_square_box, *, source: str,
+    def decode(self, paths: Sequence[str | Path], size: int, crop: CropFn = center_square_box, *, source: str,
                channels: int | None = None, extra: Any = None, progress: ProgressFn | None = None,
                cancel: threading.Event | None = None, chunk: int = CHUNK) -> CachedDecode:
         """Decoded ``paths`` (as :func:`~explorer.core.data.transforms.decode_files`, but with the images already
         in their final channel count: ``channels``, or 1 when every image is grayscale, else 3), from the
         cache when the files are unchanged, else decoded into it. ``DecodedFiles.from_cache`` and ``note``
         say which happened."""
-        paths = [Path(p) for p in paths]
+        paths = list(paths)  # str or Path: 200k Path objects cost seconds to build
         ident = self.identity(source, size, crop, channels, extra)
         signature = file_signature(paths)
         found = self._read(ident)
@@ -160,7 +316,7 @@ class DecodeCache:
         out.note = note
         return out
 
-    def _build(self, ident: str, paths: list[Path], size: int, crop: CropFn, channels: int | None, signature: str,
+    def _build(self, ident: str, paths: list[str | Path], size: int, crop: CropFn, channels: int | None, signature: str,
                progress: ProgressFn | None, cancel: threading.Event | None, chunk: int) -> CachedDecode:
         # Deferred: checkpoint imports torch and safetensors.
         from ..checkpoint import atomic_write
@@ -173,25 +329,22 @@ class DecodeCache:
         tmp_final = self.folder / f".{ident}.{os.getpid()}.{threading.get_ident()}.npy"
         throttle = Throttle(progress)
         ok = np.zeros(n, dtype=bool)
-        gray = True
-        failures: list[tuple[Path, str]] = []
-        filled = 0
+        gray_each = np.zeros(n, dtype=bool)
+        failed: dict[int, str] = {}
         mm: Any = None
         try:
             mm = np.lib.format.open_memmap(tmp_rgb, mode="w+", dtype=np.uint8, shape=(max(n, 1), 3, size, size))
-            for start in range(0, n, chunk):
-                if cancel is not None and cancel.is_set():
-                    raise Cancelled("decoding cancelled")
-                part = decode_files(paths[start:start + chunk], size, crop)
-                k = len(part.images)
-                mm[filled:filled + k] = part.images
-                filled += k
-                ok[start:start + len(part.ok)] = part.ok
-                gray = gray and (part.all_gray or not part.ok.any())
-                failures.extend(part.failures)
-                done = min(start + chunk, n)
-                throttle(0.97 * done / max(n, 1), f"decoding images {done}/{n} (first open only)")
-            gray = gray and filled > 0
+            _decode_all(mm, tmp_rgb, paths, size, crop, ok, gray_each, failed, throttle, cancel, chunk)
+            filled = int(ok.sum())
+            if filled < n:  # the decoded rows move up over the failed ones, in order (rows only move up)
+                dst = 0
+                for start in range(0, n, 4 * chunk):
+                    keep = ok[start:start + 4 * chunk]
+                    block = mm[start:start + len(keep)][keep]  # a copy: read before the rows are overwritten
+                    mm[dst:dst + len(block)] = block
+                    dst += len(block)
+            failures = [(Path(paths[i]), failed[i]) for i in sorted(failed)]
+            gray = bool(filled > 0 and gray_each[ok].all())
             final_c = channels or (1 if gray else 3)
             if final_c == 3:
                 mm.flush()
@@ -212,7 +365,7 @@ class DecodeCache:
             meta = {
                 "format": CACHE_FORMAT, "signature": signature, "n_files": n, "n_ok": filled, "size": int(size),
                 "channels": int(final_c), "all_gray": bool(gray),
-                "ok": "".join("1" if v else "0" for v in ok),
+                "ok": (ok.astype(np.uint8) + ord("0")).tobytes().decode("ascii"),
                 "failures": [[str(p), why] for p, why in failures[:_MAX_FAILURES_KEPT]],
                 "n_failures": len(failures),
             }
@@ -233,7 +386,7 @@ class DecodeCache:
         return result
 
 
-def decode_cached(paths: Sequence[Path], size: int, crop: CropFn = center_square_box, *, source: str,
+def decode_cached(paths: Sequence[str | Path], size: int, crop: CropFn = center_square_box, *, source: str,
                   channels: int | None = None, extra: Any = None, progress: ProgressFn | None = None,
                   cancel: threading.Event | None = None, cache: DecodeCache | None | bool = True) -> CachedDecode:
     """``decode_files`` through the on-disk cache (``cache=True``: the default folder, unless switched off;
@@ -254,6 +407,17 @@ def decode_cached(paths: Sequence[Path], size: int, crop: CropFn = center_square
     if progress is not None:
         progress(1.0, f"decoded {len(images)} images")
     return CachedDecode(images, decoded.ok, decoded.all_gray, decoded.failures)
+
+
+def is_memory_mapped(array: Any) -> bool:
+    """Whether ``array`` (a numpy array, or a view of one) reads its pixels from a memory-mapped file."""
+    seen = 0
+    while array is not None and seen < 64:
+        if isinstance(array, (np.memmap, mmap.mmap)):
+            return True
+        array = getattr(array, "base", None)
+        seen += 1
+    return False
 
 
 def fits_in_memory(nbytes: int, fraction: float = 0.5) -> bool:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,8 +33,10 @@ _ORDER_SEED = 0x5EED  # fixed: the split and order are properties of the folder,
 
 
 def list_image_files(root: str | os.PathLike[str], *, cancel: threading.Event | None = None,
-                     progress: ProgressFn | None = None) -> tuple[list[Path], np.ndarray, list[str]]:
-    """All images under root, sorted by label then path: (files, label per file, label names).
+                     progress: ProgressFn | None = None, strings: bool = False
+                     ) -> tuple[list[Any], np.ndarray, list[str]]:
+    """All images under root, sorted by label then path: (files, label per file, label names); the files
+    are ``Path`` objects, or ``str`` paths with ``strings=True`` (cheaper to build and hash for 200k files).
 
     Bounded and cancellable (see ``walk.py``): caps on files, folders and depth, and no file counted twice
     (a label folder that is a symlink to the root is skipped)."""
@@ -43,8 +47,8 @@ def list_image_files(root: str | os.PathLike[str], *, cancel: threading.Event | 
             f"image folder {root} {what}. Pass folder:PATH with a folder of images "
             f"({', '.join(sorted(IMAGE_EXTENSIONS))}); each subfolder becomes a label."
         )
-    listing = list_folder(root, IMAGE_EXTENSIONS, cancel=cancel, progress=progress)
-    groups: dict[str, list[Path]] = dict(listing.groups)
+    listing = list_folder(root, IMAGE_EXTENSIONS, cancel=cancel, progress=progress, strings=strings)
+    groups: dict[str, list[Any]] = dict(listing.groups)
     if listing.loose:
         groups.setdefault(UNLABELLED, []).extend(listing.loose)
     if not groups:
@@ -78,7 +82,7 @@ def _describe_failures(failures: list[tuple[Path, str]], shown: int = 5) -> str:
     return "; ".join(lines)
 
 
-def load_files(files: list[Path], labels: np.ndarray, test_mask: np.ndarray, *, name: str, label_names: list[str],
+def load_files(files: Sequence[str | Path], labels: np.ndarray, test_mask: np.ndarray, *, name: str, label_names: list[str],
                size: int, channels: int | None, count: int | None, limit_train: int | None,
                limit_test: int | None, source: str, crop: CropFn = center_square_box,
                attributes: np.ndarray | None = None, attribute_names: list[str] | None = None,
@@ -131,7 +135,7 @@ def load_folder(path: str | os.PathLike[str], *, image_size: int | None = None, 
     """Load an image folder. channels: default 1 if every image is grayscale, else 3. The first open decodes
     into the on-disk cache (``progress``, ``cancel``); later opens of the unchanged folder memory-map it."""
     root = Path(path).expanduser()
-    files, labels, names = list_image_files(root, cancel=cancel, progress=progress)
+    files, labels, names = list_image_files(root, cancel=cancel, progress=progress, strings=True)
     test_mask = (np.arange(len(files)) % TEST_EVERY) == TEST_EVERY - 1
     return load_files(
         files, labels, test_mask, name=name or f"folder:{root}", label_names=names,

@@ -120,12 +120,13 @@ def center_square_box(w: int, h: int) -> tuple[float, float, float, float]:
 # while it is cropped and reduced; a 12000x12000 PNG (17 KB on disk if it is flat) would cost over a GB.
 MAX_IMAGE_PIXELS = 40_000_000
 # Bumped whenever the same file decodes to different pixels (the decode cache keys on it).
-DECODER_VERSION = 2
+DECODER_VERSION = 3  # 3: JPEG draft down to the target size (was 2x)
 # 16-bit (and 32-bit integer) images are scaled from 0..65535, float images from 0..1, to 0..255.
 _HIGH_RANGE = {"I": 65535.0, "F": 1.0}
 
 
-def open_image(path: str | Path, size: int, crop: CropFn = center_square_box) -> tuple[np.ndarray, bool]:
+def open_image(path: str | Path, size: int, crop: CropFn = center_square_box, *, draft: bool = True
+               ) -> tuple[np.ndarray, bool]:
     """Decode one file to a (3, size, size) uint8 RGB array, and whether it is grayscale.
 
     Transparent pixels are composited on white (sprites and icons usually mean "no background"). 16-bit and
@@ -133,14 +134,16 @@ def open_image(path: str | Path, size: int, crop: CropFn = center_square_box) ->
     at a reduced scale (JPEG draft) or reduced right after the crop; more than ``MAX_IMAGE_PIXELS`` decoded
     pixels are refused. Only regular files are opened (a FIFO named .png would block for ever). Raises
     OSError / ValueError (Pillow's errors, ours) for unreadable files; the caller decides whether to skip them.
+    ``draft=False`` decodes JPEGs at full scale (for comparisons; the pixels differ by a level or two).
     """
     with open_regular(path) as fh, Image.open(fh) as src:
-        # JPEG draft: libjpeg decodes at 1/2, 1/4 or 1/8 scale while the crop stays >= 2x the target; that
-        # is most of the decode time on CelebA-sized photos. EXIF rotation does not change the box's size.
+        # JPEG draft: libjpeg decodes at 1/2, 1/4 or 1/8 scale (DCT-domain scaling, an averaging filter of
+        # its own) while the crop stays >= the target size: a CelebA photo (178x218) for 64 px decodes at
+        # 89x109, which halves the decode and the resize. EXIF rotation does not change the box's size.
         w0, h0 = src.size
         box0 = crop(w0, h0)
-        scale = min(box0[2] - box0[0], box0[3] - box0[1]) / (2 * size)
-        if src.format == "JPEG" and scale >= 2:
+        scale = min(box0[2] - box0[0], box0[3] - box0[1]) / size
+        if draft and src.format == "JPEG" and scale >= 2:
             src.draft("RGB", (int(w0 / scale) + 1, int(h0 / scale) + 1))
         w, h = src.size
         if w * h > MAX_IMAGE_PIXELS:
@@ -219,4 +222,4 @@ def decode_files(paths: list[Path], size: int, crop: CropFn = center_square_box,
             list(pool.map(work, range(len(paths))))
     images = out if ok.all() else out[ok]
     return DecodedFiles(images, ok, bool(gray[ok].all()) if ok.any() else False,
-                        [(paths[i], failures[i]) for i in sorted(failures)])
+                        [(Path(paths[i]), failures[i]) for i in sorted(failures)])

@@ -14,6 +14,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..progress import Cancelled, ProgressFn, Throttle
 from .base import DataSourceError
@@ -27,8 +28,8 @@ MAX_DEPTH = 16  # folder levels below a label folder
 
 @dataclass
 class FolderListing:
-    groups: dict[str, list[Path]]  # label folder name (or the caller's name for loose files) -> sorted files
-    loose: list[Path]  # images directly in the root, sorted
+    groups: dict[str, list[Any]]  # label folder name (or the caller's name for loose files) -> sorted files
+    loose: list[Any]  # images directly in the root, sorted (Path, or str with strings=True)
     folders: int = 0  # folders visited
     skipped: list[str] = field(default_factory=list)  # why something was left out (symlinked duplicates...)
 
@@ -39,8 +40,10 @@ class FolderListing:
 
 class _Walk:
     def __init__(self, root: Path, extensions: frozenset[str], max_files: int, max_folders: int, max_depth: int,
-                 cancel: threading.Event | None, progress: ProgressFn | None, stop_at_cap: bool):
+                 cancel: threading.Event | None, progress: ProgressFn | None, stop_at_cap: bool,
+                 strings: bool = False):
         self.root = root
+        self.strings = strings
         self.extensions = extensions
         self.max_files, self.max_folders, self.max_depth = max_files, max_folders, max_depth
         self.cancel = cancel
@@ -86,10 +89,10 @@ class _Walk:
             self._cap(f"more than {self.max_files} image files")
         return True
 
-    def scan(self, folder: Path) -> tuple[list[Path], list[tuple[str, Path, bool]]]:
+    def scan(self, folder: Path) -> tuple[list[Any], list[tuple[str, Path, bool]]]:
         """(images directly in folder, [(name, path, is_symlink)] of its non-hidden subfolders), sorted."""
         self._tick()
-        files: list[Path] = []
+        files: list[Any] = []
         subdirs: list[tuple[str, Path, bool]] = []
         try:
             dev = os.stat(folder).st_dev
@@ -109,12 +112,12 @@ class _Walk:
             except OSError:
                 continue
             if self._image(entry, dev):
-                files.append(Path(entry.path))
+                files.append(entry.path if self.strings else Path(entry.path))
         return files, subdirs
 
-    def below(self, folder: Path, depth: int) -> list[Path]:
+    def below(self, folder: Path, depth: int) -> list[Any]:
         """Every image under folder (not following symlinked folders), depth-first, sorted by path."""
-        found: list[Path] = []
+        found: list[Any] = []
         stack = [(folder, depth)]
         while stack and not self.capped:
             current, d = stack.pop()
@@ -125,7 +128,12 @@ class _Walk:
                     self.skipped.append(f"{current}: folders deeper than {self.max_depth} levels were not read")
                 continue
             stack.extend((path, d + 1) for _, path, link in reversed(subdirs) if not link)
-        return sorted(found)
+        return sorted(found, key=_path_key) if self.strings else sorted(found)
+
+
+def _path_key(path: str) -> list[str]:
+    """Strings sorted as their Paths sort (by component), so both listings give the same order."""
+    return path.split(os.sep)
 
 
 def _dir_key(path: Path) -> tuple[int, int] | None:
@@ -138,14 +146,16 @@ def _dir_key(path: Path) -> tuple[int, int] | None:
 
 def list_folder(root: str | os.PathLike[str], extensions: frozenset[str], *, max_files: int = MAX_FILES,
                 max_folders: int = MAX_FOLDERS, max_depth: int = MAX_DEPTH, cancel: threading.Event | None = None,
-                progress: ProgressFn | None = None, stop_at_cap: bool = False) -> FolderListing:
+                progress: ProgressFn | None = None, stop_at_cap: bool = False,
+                strings: bool = False) -> FolderListing:
     """Images under ``root``: one group per non-hidden subfolder (a label), plus the loose files in ``root``.
 
     Raises :class:`DataSourceError` when a cap is passed (``stop_at_cap=True`` returns what was found so far,
     with ``capped`` noted in ``skipped``), :class:`~explorer.core.progress.Cancelled` when ``cancel`` is set.
+    ``strings=True`` lists the files as ``str`` paths: a ``Path`` costs ~10 us to build, seconds for 200k files.
     """
     root = Path(root)
-    walk = _Walk(root, extensions, max_files, max_folders, max_depth, cancel, progress, stop_at_cap)
+    walk = _Walk(root, extensions, max_files, max_folders, max_depth, cancel, progress, stop_at_cap, strings)
     root_real = Path(os.path.realpath(root))
     loose, subdirs = walk.scan(root)
     root_key = _dir_key(root)
