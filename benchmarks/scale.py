@@ -85,6 +85,11 @@ def bench_map(n: int) -> dict:
     vb.autoRange(padding=0.05)
     vp.repaint()
     set_points_s = time.perf_counter() - t0
+    from explorer.gui.views import map_kernels
+
+    t0 = time.perf_counter()
+    map_kernels.warm_up(block=True)  # the app compiles it in the background while the numpy path draws
+    kernel_compile_s = time.perf_counter() - t0
 
     zoom, zoom_cpu = [], []
     for i in range(60):
@@ -105,6 +110,7 @@ def bench_map(n: int) -> dict:
         pan.append(time.perf_counter() - t0)
         pan_cpu.append(time.process_time() - c0)
     mode = layers.density.last_mode
+    kernel = layers.density.last_kernel
 
     picks = []
     lo, hi = pos.min(0), pos.max(0)
@@ -133,7 +139,8 @@ def bench_map(n: int) -> dict:
         # (the development machine is shared; on a quiet one wall and CPU time agree for this 1-thread work).
         "zoom_frame_cpu_p95_ms": p95(zoom_cpu), "pan_frame_cpu_p95_ms": p95(pan_cpu),
         "lasso_cpu_ms": round(float(np.median(lasso_cpu)) * 1000, 1),
-        "draw_mode": mode,
+        "draw_mode": mode, "kernel": bool(kernel),
+        "kernel_compile_s": round(kernel_compile_s, 2),
     }
 
 

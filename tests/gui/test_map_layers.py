@@ -75,6 +75,25 @@ def test_fast_lasso_matches_the_exact_even_odd_rule(seed):
     assert len(points_in_polygon_fast(pts, poly[:2])) == 0
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_compiled_lasso_matches_the_exact_even_odd_rule(seed):
+    from explorer.gui.views import map_kernels
+
+    map_kernels.warm_up(block=True)
+    if not map_kernels.ready():
+        pytest.skip("numba cannot compile here")
+    rng = np.random.default_rng(seed)
+    pts = rng.normal(0, 3, (60_000, 2)).astype(np.float32)  # above the size the kernel takes over at
+    t = np.sort(rng.uniform(0, 2 * np.pi, 60))
+    r = rng.uniform(2, 8, 60)
+    poly = np.c_[r * np.cos(t), r * np.sin(t)]
+    expect = np.sort(points_in_polygon(pts, poly))
+    np.testing.assert_array_equal(points_in_polygon_fast(pts, poly), expect)
+    np.testing.assert_array_equal(points_in_polygon_fast(pts, poly, index=PointIndex(pts)), expect)
+    bow = np.array([[-5, -5], [5, 5], [5, -5], [-5, 5]], float)
+    np.testing.assert_array_equal(points_in_polygon_fast(pts, bow, grid=64), np.sort(points_in_polygon(pts, bow)))
+
+
 def test_point_index_nearest_and_rectangle():
     rng = np.random.default_rng(3)
     pts = rng.normal(size=(3000, 2)).astype(np.float32)
@@ -278,3 +297,47 @@ def test_the_density_layer_takes_the_views_own_colours(qtbot):
                     colours=ramp)
     np.testing.assert_array_equal(view.layers.density.colours[:, 1], [200, 100, 50])
     np.testing.assert_array_equal(view.layers.density.colours[:, 0], [10, 20, 30])
+
+
+def test_the_compiled_kernel_draws_the_numpy_image():
+    from explorer.gui.views import map_kernels
+
+    map_kernels.warm_up(block=True)
+    if not map_kernels.ready():
+        pytest.skip("numba cannot compile here: the numpy path serves (tested above)")
+    rng = np.random.default_rng(3)
+    pts = np.r_[rng.normal(-2, 1.0, (90_000, 2)), rng.uniform(-9, 9, (30_000, 2))].astype(np.float32)
+    labels = rng.integers(-1, 4, len(pts))  # -1: unlabelled grey
+    x, y = _cols(pts)
+    cols = point_colours(labels, 4)
+    for rect, w, h in (((-10, -10, 10, 10), 300, 200), ((-3, -2.5, 0.5, 1), 257, 199)):
+        want, mode, n = render_density(x, y, cols, rect, w, h, points_max=0)
+        o = map_kernels.tile_order(x, y)
+        got, n_k = map_kernels.render(x[o], y[o], np.ascontiguousarray(cols[:, o].T, np.float32), rect, w, h)
+        assert mode == "density" and n_k == n
+        np.testing.assert_array_equal(got[..., 3] > 0, want[..., 3] > 0)  # the same pixels are drawn
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1  # float32 sums: at most one level off
+
+
+def test_the_density_item_draws_through_the_kernel_once_it_is_compiled(qtbot):
+    from explorer.gui.views import map_kernels
+
+    map_kernels.warm_up(block=True)
+    if not map_kernels.ready():
+        pytest.skip("numba cannot compile here")
+    w = _plot(qtbot)
+    rng = np.random.default_rng(0)
+    pts = np.r_[rng.normal(-5, 0.5, (120_000, 2)), rng.normal(5, 0.5, (80_000, 2))].astype(np.float32)
+    labels = np.r_[np.zeros(120_000, int), np.ones(80_000, int)]
+    layers = MapLayers(w)
+    layers.set_points(pts, labels, ["a", "b"])
+    w.getPlotItem().getViewBox().setRange(xRange=(-8, 8), yRange=(-8, 8), padding=0)
+    kernel = w.grab().toImage()
+    assert layers.density.last_kernel and layers.density.last_visible == 200_000
+    layers.density._tiled = None  # the numpy path, same view
+    layers.density._cache = None
+    numpy_img = w.grab().toImage()
+    assert not layers.density.last_kernel
+    a = np.frombuffer(kernel.constBits(), np.uint8).astype(int)
+    b = np.frombuffer(numpy_img.constBits(), np.uint8).astype(int)
+    assert np.abs(a - b).max() <= 2
