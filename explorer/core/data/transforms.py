@@ -8,6 +8,7 @@ reduced scale for free.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -152,8 +153,20 @@ def open_image(path: str | Path, size: int, crop: CropFn = center_square_box, *,
         im: Image.Image = ImageOps.exif_transpose(src)
         gray = im.mode in _GRAY_MODES or (im.mode == "P" and _palette_is_gray(im))
         # Crop first (whole pixels): resize(box=...) would let the filter blend in pixels from outside the box.
-        left, top, right, bottom = (int(round(v)) for v in crop(*im.size))
-        im = im.crop((left, top, max(right, left + 1), max(bottom, top + 1)))
+        # At a draft scale the box's edges may fall inside a pixel (CelebA's x=19 is 9.5 at half scale):
+        # crop to the whole pixels around it and give the resize the exact sub-box, so the picture is the
+        # same region as a full decode's (rounding the edges shifted it by a pixel of the full image).
+        box = crop(*im.size)
+        inner: tuple[float, float, float, float] | None = None
+        if src.size != (w0, h0):
+            left, top = math.floor(box[0]), math.floor(box[1])
+            right, bottom = max(math.ceil(box[2]), left + 1), max(math.ceil(box[3]), top + 1)
+            if (left, top, right, bottom) != tuple(box):
+                inner = (box[0] - left, box[1] - top, box[2] - left, box[3] - top)
+        else:
+            left, top, right, bottom = (round(v) for v in box)
+            right, bottom = max(right, left + 1), max(bottom, top + 1)
+        im = im.crop((left, top, right, bottom))
         high = None
         if im.mode.startswith("I;16"):
             im, high = im.convert("I"), _HIGH_RANGE["I"]  # I;16 cannot be reduced; I keeps every value
@@ -165,6 +178,8 @@ def open_image(path: str | Path, size: int, crop: CropFn = center_square_box, *,
         factor = min(im.size) // (2 * size)
         if factor >= 2:  # box-average down to >= 2x the target first: the bicubic resize then costs little
             im = im.reduce(factor)
+            if inner is not None:
+                inner = (inner[0] / factor, inner[1] / factor, inner[2] / factor, inner[3] / factor)
         if high is not None:
             values = np.asarray(im, dtype=np.float32)
             scaled = np.nan_to_num(values * (255.0 / high), nan=0.0, posinf=255.0, neginf=0.0)
@@ -173,7 +188,7 @@ def open_image(path: str | Path, size: int, crop: CropFn = center_square_box, *,
             rgba = im.convert("RGBA")
             im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
         im = im.convert("RGB")
-        im = im.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=2.0)
+        im = im.resize((size, size), Image.Resampling.BICUBIC, box=inner, reducing_gap=2.0)
         arr = np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
     if not gray:
         # Grayscale content saved as RGB (common for scans and JPEGs) counts as grayscale too.

@@ -9,6 +9,12 @@ Speed comes from keeping the whole training split as one uint8 tensor on the
 training device and slicing batches out of it: no Dataset, no DataLoader, no
 per-item transforms. Metrics stay on the device between progress reports so
 the loop does not synchronise with a GPU on every step.
+
+A memory-mapped data set (a decoded folder from the on-disk cache) is never
+copied whole: on the CPU the tensor shares the map's pages, and on an
+accelerator it stays on the host when it would not fit comfortably in the
+device's free memory, each batch gathered from the map (sorted rows) and moved
+on its own (:class:`HostBatchStep`).
 """
 
 from __future__ import annotations
@@ -270,7 +276,7 @@ class Trainer:
         gen = torch.Generator(device=self.device).manual_seed(self.config.seed + 12345)
         sums: dict[str, Any] = {}
         for start in range(0, len(images), self.config.eval_batch_size):
-            x = images[start : start + self.config.eval_batch_size].float().div_(255)
+            x = images[start : start + self.config.eval_batch_size].to(self.device).float().div_(255)
             metrics = self.model.evaluate(x, generator=gen)
             for key, val in metrics.items():
                 arr = np.asarray(val, dtype=np.float64) * len(x)
@@ -331,7 +337,11 @@ class Trainer:
         torch.manual_seed(cfg.seed + self.start_epoch + (1_000_003 * dist_ctx.rank if dist_ctx else 0))
         try:
             self.model.to(self.device)
-            images = torch.from_numpy(self.data.images).to(self.device)
+            # from_numpy shares memory: a memory-mapped data set stays one (only the pages read are loaded).
+            images = torch.from_numpy(self.data.images)
+            self._host_images = self._keep_on_host() and not self.model.capabilities.closed_form
+            if not self._host_images:
+                images = images.to(self.device)
         except Exception as exc:
             if is_out_of_memory(exc):
                 raise TrainingError(
@@ -367,7 +377,7 @@ class Trainer:
         fixed_gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
         fixed_z = torch.randn(cfg.n_sample_grid, self.model.latent_dim, generator=fixed_gen, device=self.device)
         pool = test_images if len(test_images) else train_images
-        fixed_x = pool[: cfg.n_sample_grid].float().div_(255)
+        fixed_x = pool[: cfg.n_sample_grid].to(self.device).float().div_(255)
 
         acc = graphs.Accumulator(self.device)
         self._step_fn = self._make_step_fn(train_images, acc)
@@ -538,6 +548,9 @@ class Trainer:
 
     def _make_step_fn(self, train_images: torch.Tensor, acc: "graphs.Accumulator") -> graphs.EagerStep:
         world = self.distributed.world_size if self.distributed else 1
+        if getattr(self, "_host_images", False):
+            self.step_mode, self.step_mode_reason = "eager", "the data set is read from its memory map per batch"
+            return HostBatchStep(self.model, self.optimizers, train_images, acc, self.device)
         plan = graphs.plan(self.config.cuda_graphs, self.device, self.model, self.optimizers, world)
         if not plan.use:
             self.step_mode, self.step_mode_reason = "eager", plan.reason
@@ -545,6 +558,22 @@ class Trainer:
         self.step_mode, self.step_mode_reason = "warmup", plan.reason
         return graphs.GraphStep(self.model, self.optimizers, train_images, acc, self.config.batch_size,
                                 capture=self._graph_capture, on_mode=self._set_step_mode)
+
+    def _keep_on_host(self) -> bool:
+        """Whether the images stay in host memory (a memory map) and batches move to the device one by one:
+        for memory-mapped data sets on an accelerator whose free memory they would fill more than half of."""
+        from ..data.cache import is_memory_mapped
+
+        if self.device.type == "cpu" or not is_memory_mapped(self.data.images):
+            return False
+        nbytes = self.data.images.nbytes
+        if self.device.type == "cuda":
+            try:
+                free, _ = torch.cuda.mem_get_info(self.device)
+            except RuntimeError:
+                return False
+            return nbytes > 0.5 * free
+        return False
 
     def _set_step_mode(self, mode: str, reason: str) -> None:
         self.step_mode, self.step_mode_reason = mode, reason
@@ -630,6 +659,23 @@ class Trainer:
                 for key, val in state.items():
                     if isinstance(val, torch.Tensor) and key != "step":
                         state[key] = val.to(self.device)
+
+
+class HostBatchStep(graphs.EagerStep):
+    """An eager step whose images stay in host memory (a memory map): each batch's rows are read in sorted
+    order (sequential pages, not random ones) and moved to the device alone."""
+
+    def __init__(self, model: Any, optimizers: dict[str, torch.optim.Optimizer], images: torch.Tensor,
+                 accumulator: graphs.Accumulator, device: torch.device) -> None:
+        super().__init__(model, optimizers, images, accumulator)
+        self.device = device
+
+    def _body(self, idx: torch.Tensor, step: int, weight: float) -> dict[str, torch.Tensor]:
+        rows = idx.cpu().sort().values  # the order within a batch does not matter to the step
+        x = self.images.index_select(0, rows).to(self.device, non_blocking=True).float().div_(255)
+        metrics = self.model.train_step(x, self.optimizers, step)
+        self.acc.add(metrics, weight)
+        return metrics
 
 
 def train(model: LatentModel, data: ImageData, **kwargs: Any) -> TrainResult:
