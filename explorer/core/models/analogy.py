@@ -9,6 +9,13 @@ change; see :func:`explorer.core.data.face_batches.analogy_quadruples`)::
 summed over pixels, averaged over the quadruples: the additive objective of Reed et al., with the VAE's own
 encoder and decoder. :func:`analogy_error` measures any encoder/decoder model on held-out quadruples, so an
 ordinary VAE's plain vector arithmetic and the trained model are one figure apart.
+
+Two answers are scored. The *direct* one, ``decode(f(c) + f(b) - f(a))``, can be no better than the model's
+reconstruction of d, and on small faces that floor is about the error of answering with c unchanged (most
+changes touch few pixels): measured on 16 px RGB faces, latent 16, the VAE reconstructs test faces to 0.0056
+per-pixel MSE while copying c scores 0.0057. The *applied* answer, ``c + decode(f(c) + f(b) - f(a)) -
+decode(f(c))``, applies the decoded change to c itself, so the reconstruction error of c cancels and only the
+change is judged; that is the one that can beat copying c.
 """
 
 from __future__ import annotations
@@ -89,8 +96,10 @@ def analogy_error(
 ) -> dict[str, Any]:
     """Held-out analogy error of an encoder/decoder model on ``count`` exact face quadruples (seeds disjoint
     from every training batch): per-pixel MSE between ``decode(encode(c) + encode(b) - encode(a))`` and
-    ``d``. Also the error of answering with c unchanged (``copy_mse``, the "no analogy" floor to beat) and
-    the per-attribute errors. For a plain VAE this is plain vector arithmetic on its posterior means."""
+    ``d`` (``analogy_mse``); of the decoded change applied to c, ``c + decode(f(c) + f(b) - f(a)) -
+    decode(f(c))`` clipped to [0, 1] (``applied_mse``); and of answering with c unchanged (``copy_mse``, the
+    "no analogy" figure to beat), with the per-attribute errors of the first two. For a plain VAE this is
+    plain vector arithmetic on its posterior means."""
     from ..data.face_batches import HELD_OUT_BASE, analogy_quadruples
     from ..models.base import CapabilityError
 
@@ -102,8 +111,9 @@ def analogy_error(
         raise ValueError(f"analogies are drawn as square faces; the model expects {s}x{w} images")
     was = model.training
     model.eval()
-    sq_sum = copy_sum = 0.0
+    sq_sum = copy_sum = applied_sum = 0.0
     per_attr: dict[str, list[float]] = {}
+    per_attr_applied: dict[str, list[float]] = {}
     done = 0
     try:
         for b, start in enumerate(range(0, count, batch_size)):
@@ -111,15 +121,21 @@ def analogy_error(
             n = min(batch_size, count - start)
             qa, qb, qc, qd, names = analogy_quadruples(n, s, HELD_OUT_BASE + seed * 100003 + b, channels=c_,
                                                        attributes=attributes, device=model.device)
-            pred = model.decode(model.encode(qc) + model.encode(qb) - model.encode(qa))
+            fc = model.encode(qc)
+            pred = model.decode(fc + model.encode(qb) - model.encode(qa))
+            applied = (qc + pred - model.decode(fc)).clamp(0.0, 1.0)
             err = (pred - qd).square().flatten(1).mean(1).double().cpu().numpy()
+            err_applied = (applied - qd).square().flatten(1).mean(1).double().cpu().numpy()
             sq_sum += float(err.sum())
+            applied_sum += float(err_applied.sum())
             copy_sum += float((qc - qd).square().flatten(1).mean(1).double().sum())
-            for name, e in zip(names, err):
+            for name, e, ea in zip(names, err, err_applied):
                 per_attr.setdefault(name, []).append(float(e))
+                per_attr_applied.setdefault(name, []).append(float(ea))
             done += n
             step_progress(progress, done, count, f"analogies {done} of {count}")
     finally:
         model.train(was)
-    return {"analogy_mse": sq_sum / count, "copy_mse": copy_sum / count, "count": count,
-            "per_attribute": {k: float(np.mean(v)) for k, v in sorted(per_attr.items())}}
+    return {"analogy_mse": sq_sum / count, "applied_mse": applied_sum / count, "copy_mse": copy_sum / count,
+            "count": count, "per_attribute": {k: float(np.mean(v)) for k, v in sorted(per_attr.items())},
+            "per_attribute_applied": {k: float(np.mean(v)) for k, v in sorted(per_attr_applied.items())}}

@@ -2,12 +2,21 @@
 
 Training draws its own batches from the procedural faces (the trainer's batch only sets the size): in each
 step one assigned factor is chosen at random and the batch shows one person in whom only that factor varies.
-The units *not* assigned to that factor are replaced by their batch mean in the forward pass, so only the
-factor's own unit can explain the differences between the images; in the backward pass they are pulled
-towards that mean (a squared-distance penalty on the posterior means, whose gradient is the difference to
-the mean, as in the paper). With probability ``1 / (F + 1)`` a step instead draws a batch in which every
-assigned factor is held fixed and everything else varies: then the assigned units are clamped and the free
-units carry the rest (identity, unassigned attributes).
+The units *not* assigned to that factor (the free units too) are replaced by their batch mean in the forward
+pass, so only the factor's own unit can explain the differences between the images; in the backward pass
+each of them is pulled towards that mean (a squared-distance penalty on the posterior means, whose gradient
+is the difference to the mean, as in the paper). With probability ``1 / (F + 1)`` a step instead draws a
+batch in which every assigned factor is held fixed and everything else varies: then the assigned units are
+clamped and the free units carry the rest (identity, unassigned attributes).
+
+One departure from the paper: the decoder's gradient still reaches the clamped units *through* the batch
+mean (shared equally by every image, so it cannot make them vary within the batch). With the mean detached,
+as in the paper, the encoder learned the free units only from the few free batches and the assigned units
+only from their own factor's batches. Measured on 16 px RGB faces (MLP, latent 8, 1500 steps, the default
+units): with the mean detached, hair colour held 0.55 nats in its own unit and 0.57 in the smiling unit
+(MIG 0.00); with the gradient through the mean, 0.93 vs at most 0.38 (invariance weight 1) and 0.99 vs
+0.28 (weight 10). Factors must be visible at the image size: at 16 px, smiling, glasses and head turn move a
+pixel or two and no model tested (VAE or DC-IGN) captures them (best unit under 0.1 of the factor's entropy).
 
 Train it on the ``faces`` data set of the same image size (its test split is what the trainer evaluates).
 ``factor_units`` is stored in the config, so checkpoints name the units: :func:`unit_names`.
@@ -52,7 +61,7 @@ class DCIGNConfig(VAEConfig):
 
     arch: str = "conv"
     factor_units: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_FACTOR_UNITS))
-    invariance_weight: float = 1.0  # pull of the clamped units to their batch mean: 1 = the paper's gradient (z - mean)
+    invariance_weight: float = 10.0  # pull of the clamped units to their batch mean (gradient W * (z - mean); paper: 1)
     free_batches: bool = True  # also draw batches where the assigned factors are fixed and the rest varies
     seed: int = 0  # seed of the drawn batches (step k of seed s always shows the same faces)
 
@@ -122,8 +131,8 @@ class DCIGN(VAE):
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         clamp = self.clamp_mask(factor).to(x.device)
         mean = z.mean(0, keepdim=True)
-        # Forward: clamped units are the batch mean (no decoder gradient reaches them) ...
-        z_used = torch.where(clamp, mean.detach(), z)
+        # Forward: clamped units are the batch mean (the decoder's gradient reaches them only through it) ...
+        z_used = torch.where(clamp, mean, z)
         recon = self._recon_loss(self.decoder(z_used), x)
         kl_dims = losses.kl_per_dim(mu, logvar)
         kl = kl_dims.sum()
