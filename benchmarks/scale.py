@@ -12,12 +12,15 @@ so its peak memory is its own:
 * *_cpu_*: the same figures in this process's CPU time, which a shared, loaded machine does not inflate.
 
 Folder (``--images N``, default 202,599 JPEGs of 178x218, CelebA's count and size, drawn with Pillow into a
-temporary folder): first_open_s (decode into the on-disk cache), second_open_s (memory-mapped), peak MB
-of each (separate processes), encode_s (a small MLP autoencoder's encoder over every image, streamed
-from the memory map in batches).
+temporary folder, or into ``--keep DIR`` and reused): first_open_s (decode into the on-disk cache, on
+``decode_workers`` processes), second_open_s (memory-mapped), peak MB of each (separate processes; the
+parent's resident peak, which counts the pages of the memory map it touched; the workers' own peak is
+``first_open_workers_peak_mb``, an upper bound), encode_s (a small conv VAE's encoder, 64 px, latent 32, over
+every image, streamed from the memory map in batches).
 
     python benchmarks/scale.py                      # everything (tens of minutes on 2 cores)
     python benchmarks/scale.py --images 20000       # a smaller folder
+    python benchmarks/scale.py --sizes '' --keep /tmp/scale   # only the folder part, generated once
     python benchmarks/scale.py --sizes 70000 --images 0
 """
 
@@ -168,25 +171,28 @@ def make_folder(folder: Path, count: int) -> float:
 
 def bench_open(folder: str, cache: str, encode: bool) -> dict:
     os.environ["LATENT_EXPLORER_DATA_CACHE"] = cache
-    import numpy as np
     import torch
 
+    from explorer.core.data.cache import decode_workers, is_memory_mapped
     from explorer.core.data.folder import load_folder
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     t0 = time.perf_counter()
     data = load_folder(folder, image_size=64)
     out = {"open_s": round(time.perf_counter() - t0, 2), "images": len(data), "shape": list(data.images.shape),
-           "memory_mapped": isinstance(data.images.base, np.memmap) or isinstance(data.images, np.memmap)}
+           "memory_mapped": is_memory_mapped(data.images), "decode_workers": decode_workers(),
+           "open_peak_mb": peak_mb(),
+           "workers_peak_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0, 1)}
     if encode:
         from explorer.core.latent import encode_dataset
         from explorer.core.models import build_model
 
         torch.manual_seed(0)
-        model = build_model("ae", image_shape=(3, 64, 64), latent_dim=32)
-        t0 = time.perf_counter()
-        z = encode_dataset(model, data.images, batch_size=1024)
+        model = build_model("vae", image_shape=(3, 64, 64), latent_dim=32, arch="conv", base_channels=32)
+        t0, c0 = time.perf_counter(), time.process_time()
+        z = encode_dataset(model, data.images, batch_size=512)
         out["encode_s"] = round(time.perf_counter() - t0, 2)
+        out["encode_cpu_s"] = round(time.process_time() - c0, 2)
         out["encode_images_per_s"] = round(len(z) / max(out["encode_s"], 1e-9))
     out["peak_mb"] = peak_mb()
     return out
@@ -232,8 +238,12 @@ def main() -> None:
             first = run_child(["--open-child", str(folder), str(cache), "0"])
             second = run_child(["--open-child", str(folder), str(cache), "1"])
             out["folder"] = {"images": args.images, "first_open_s": first["open_s"], "first_open_peak_mb": first["peak_mb"],
-                             "second_open_s": second["open_s"], "second_open_peak_mb": second["peak_mb"],
+                             "first_open_workers_peak_mb": first["workers_peak_mb"],
+                             "decode_workers": first["decode_workers"],
+                             "second_open_s": second["open_s"], "second_open_peak_mb": second["open_peak_mb"],
+                             "encode_peak_mb": second["peak_mb"],
                              "memory_mapped": second["memory_mapped"], "encode_s": second.get("encode_s"),
+                             "encode_cpu_s": second.get("encode_cpu_s"),
                              "encode_images_per_s": second.get("encode_images_per_s"),
                              "cache_mb": round(sum(p.stat().st_size for p in cache.iterdir()) / 2**20, 1)}
             print(json.dumps(out["folder"]), flush=True)
