@@ -15,8 +15,8 @@ Folder (``--images N``, default 202,599 JPEGs of 178x218, CelebA's count and siz
 temporary folder, or into ``--keep DIR`` and reused): first_open_s (decode into the on-disk cache, on
 ``decode_workers`` processes), second_open_s (memory-mapped), peak MB of each (separate processes; the
 parent's resident peak, which counts the pages of the memory map it touched; the workers' own peak is
-``first_open_workers_peak_mb``, an upper bound), encode_s (a small conv VAE's encoder, 64 px, latent 32, over
-every image, streamed from the memory map in batches).
+``first_open_workers_peak_mb``, an upper bound), encode_s (a small conv VAE's encoder, 64 px, 16 base
+channels, latent 32, over every image, streamed from the memory map in batches).
 
     python benchmarks/scale.py                      # everything (tens of minutes on 2 cores)
     python benchmarks/scale.py --images 20000       # a smaller folder
@@ -188,7 +188,7 @@ def bench_open(folder: str, cache: str, encode: bool) -> dict:
         from explorer.core.models import build_model
 
         torch.manual_seed(0)
-        model = build_model("vae", image_shape=(3, 64, 64), latent_dim=32, arch="conv", base_channels=32)
+        model = build_model("vae", image_shape=(3, 64, 64), latent_dim=32, arch="conv", base_channels=16)
         t0, c0 = time.perf_counter(), time.process_time()
         z = encode_dataset(model, data.images, batch_size=512)
         out["encode_s"] = round(time.perf_counter() - t0, 2)
