@@ -100,25 +100,94 @@ def test_analogy_training_step_and_error(tmp_path):
     assert checkpoint.load(path).config == model.config
 
 
+def _train(model, x: torch.Tensor, steps: int, batch: int, lr: float, seed: int):
+    opts = model.configure_optimizers(lr)
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    for step in range(steps):
+        model.train_step(x[torch.randint(len(x), (batch,), generator=gen)], opts, step)
+    return model.eval()
+
+
+DCIGN_UNITS = {"hair_colour": 0, "skin_tone": 1, "long_hair": 2}
+
+
+def dcign_figures(seed: int, steps: int = 1500) -> dict:
+    """DC-IGN and a plain VAE of the same size (16 px RGB faces, MLP 128, latent 8, ``steps`` of 64), scored on
+    2000 faces of people neither saw: per assigned factor the mutual information of its own unit and of the
+    best other unit, and MIG over the assigned factors and over all ten."""
+    from explorer.core.compare.disentanglement import mig
+    from explorer.core.data.faces import make_faces
+
+    data = make_faces(1500, seed=0, size=16)
+    x = torch.from_numpy(data.images[: data.n_train]).float() / 255
+    held = make_faces(2000, seed=99, size=16)
+    x_held = torch.from_numpy(held.images).float() / 255
+    cols = [ATTRIBUTE_NAMES.index(n) for n in DCIGN_UNITS]
+    out: dict = {}
+    for family, extra in (("vae", {}), ("dcign", {"seed": seed, "factor_units": DCIGN_UNITS,
+                                                  "invariance_weight": 10.0})):
+        torch.manual_seed(seed)
+        model = build_model(family, {"latent_dim": 8, "image_shape": [3, 16, 16], "arch": "mlp", "hidden": [128],
+                                     **extra})
+        _train(model, x, steps, 64, 1e-3, seed)
+        with torch.no_grad():
+            codes = model.encode(x_held).numpy()
+        m = mig(codes, held.attributes)
+        mi = np.array(m["mutual_information"])
+        out[family] = {"mig": m["mig"], "mig_assigned": float(np.mean([m["mig_per_factor"][c] for c in cols])),
+                       "units": {n: (float(mi[u, c]), float(np.delete(mi[:, c], u).max()), int(mi[:, c].argmax()))
+                                 for (n, u), c in zip(DCIGN_UNITS.items(), cols)}}
+    return out
+
+
 @pytest.mark.slow
-def test_analogy_training_beats_plain_vector_arithmetic():
-    """Held-out analogy error of the analogy-trained VAE against plain arithmetic in the same VAE without the
-    objective (8 px grey faces, latent 4, 600 steps of 32). Measured over seeds 0-2: plain 0.0131-0.0144,
-    trained 0.0078-0.0087 per pixel (ratio 0.55-0.66); the test runs seed 0 and asks for a ratio below 0.8."""
+def test_dcign_assigned_units_hold_their_factors_and_beat_the_vae_on_mig():
+    """Known answer: the assigned units hold their factors, far better than any other unit for hair colour, and
+    DC-IGN's MIG beats the plain VAE's of the same size. Measured over seeds 0-2 (own unit vs the best other unit,
+    nats; the factor's entropy is 2.30 for hair colour and skin tone, 0.69 for long hair):
+    hair colour 0.87-0.95 vs 0.11-0.17, long hair 0.29-0.42 vs 0.06-0.25, skin tone 0.43-0.54 vs 0.16-0.46
+    (seed 1: a free unit held 0.46; 3000 steps: 0.75 vs 0.48). MIG over the three factors: DC-IGN 0.16-0.33,
+    VAE 0.06-0.10; over all ten: 0.050-0.109 vs 0.041-0.050. The test runs seed 0."""
+    f = dcign_figures(0)
+    units = f["dcign"]["units"]
+    for name, (own, other, best) in units.items():
+        assert own > 0.25, (name, f)  # each assigned unit carries its factor (min over seeds 0.29)
+    for name in ("hair_colour", "long_hair"):
+        assert units[name][2] == DCIGN_UNITS[name] and units[name][0] > 1.25 * units[name][1], (name, f)
+    assert units["hair_colour"][0] > 3 * units["hair_colour"][1], f
+    assert units["skin_tone"][0] > 0.8 * units["skin_tone"][1], f
+    assert f["dcign"]["mig_assigned"] > f["vae"]["mig_assigned"] + 0.05, f
+    assert f["dcign"]["mig"] > f["vae"]["mig"], f
+
+
+def analogy_figures(seed: int, steps: int = 600) -> dict:
+    """Held-out analogy errors of plain arithmetic in a VAE and of the analogy-trained VAE of the same size
+    (8 px grey faces, latent 8, beta 0.25, ``steps`` of 32; analogy weight 10 on 16 quadruples a step)."""
     from explorer.core.data.faces import make_faces
     from explorer.core.data.transforms import transform_data
 
     data = transform_data(make_faces(1200, seed=0, size=8), channels=1)
     x = torch.from_numpy(data.images[: data.n_train]).float() / 255
-    errors = {}
-    for family, extra in (("vae", {}), ("analogy", {"seed": 0, "analogy_batch": 16})):
-        torch.manual_seed(0)
-        model = build_model(family, {"latent_dim": 4, "image_shape": [1, 8, 8], "arch": "mlp", "hidden": [64],
-                                     **extra})
-        opts = model.configure_optimizers(2e-3)
-        gen = torch.Generator().manual_seed(0)
-        model.train()
-        for step in range(600):
-            model.train_step(x[torch.randint(len(x), (32,), generator=gen)], opts, step)
-        errors[family] = analogy_error(model.eval(), 300)["analogy_mse"]
-    assert errors["analogy"] < 0.8 * errors["vae"], errors
+    out = {}
+    for family, extra in (("vae", {}), ("analogy", {"seed": seed, "analogy_batch": 16, "analogy_weight": 10.0})):
+        torch.manual_seed(seed)
+        model = build_model(family, {"latent_dim": 8, "image_shape": [1, 8, 8], "arch": "mlp", "hidden": [64],
+                                     "beta": 0.25, **extra})
+        out[family] = analogy_error(_train(model, x, steps, 32, 2e-3, seed), 300)
+    return out
+
+
+@pytest.mark.slow
+def test_analogy_training_beats_plain_arithmetic_and_copying_c():
+    """Known answer on held-out quadruples: the analogy-trained VAE beats plain vector arithmetic in the same VAE
+    without the objective, and its applied answer (the decoded change added to c) beats answering with c
+    unchanged. Measured over seeds 0-2 (per-pixel MSE on 300 quadruples): direct answer decode(f(c) + f(b) - f(a))
+    plain 0.0077-0.0087, trained 0.0049-0.0052 (ratio 0.57-0.65); applied to c, plain 0.0033-0.0035, trained
+    0.00263-0.00266 (ratio 0.76-0.81); copying c 0.0039 (trained applied / copy 0.68). The direct answer does not
+    beat copying c at this size: it cannot beat the model's reconstruction of d. The test runs seed 0."""
+    f = analogy_figures(0)
+    vae, trained = f["vae"], f["analogy"]
+    assert trained["analogy_mse"] < 0.8 * vae["analogy_mse"], f
+    assert trained["applied_mse"] < 0.9 * vae["applied_mse"], f
+    assert trained["applied_mse"] < 0.8 * trained["copy_mse"], f
