@@ -224,12 +224,17 @@ def _train(args: argparse.Namespace, dist_ctx: Any, main_rank: bool) -> int:
         from explorer.core.models import build_model
 
         config = resume_model.config
-        if getattr(args, "perceptual", None) is not None:
-            if "perceptual" not in getattr(config, "__dataclass_fields__", {}):
-                raise CLIError(f"--perceptual does not apply to {resume_model.family} models")
+        # Loss weights may change between stages of a resumed run (the checkpoint records the last one used);
+        # the architecture comes from the checkpoint.
+        weights = {k: getattr(args, k, None) for k in ("perceptual", "beta")}
+        weights = {k: v for k, v in weights.items() if v is not None}
+        if weights:
             import dataclasses
 
-            config = dataclasses.replace(config, perceptual=args.perceptual)
+            for key in weights:
+                if key not in getattr(config, "__dataclass_fields__", {}):
+                    raise CLIError(f"--{key} does not apply to {resume_model.family} models")
+            config = dataclasses.replace(config, **weights)
             try:
                 config.validate()
             except ValueError as exc:
