@@ -123,14 +123,17 @@ def file_signature(paths: Sequence[str | os.PathLike[str]]) -> str:
 
 
 def decode_workers() -> int:
-    """Worker processes for a first decode: the cores this process may use (at most 8), or
-    ``$LATENT_EXPLORER_DECODE_WORKERS``."""
+    """Worker processes for a first decode: ``$LATENT_EXPLORER_DECODE_WORKERS``, else the cores the thread
+    budget divides (``explorer.core.threads.available_cores``: ``$LATENT_EXPLORER_THREADS`` or the cores this
+    process may run on), at most 8. A one-off job: it takes every core while it runs."""
     env = os.environ.get("LATENT_EXPLORER_DECODE_WORKERS", "").strip()
     if env.isdigit() and int(env) > 0:
         return min(int(env), 64)
+    from ..threads import ThreadBudgetError, available_cores
+
     try:
-        n = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
+        n = available_cores()
+    except ThreadBudgetError:
         n = os.cpu_count() or 1
     return max(1, min(n, 8))
 
