@@ -114,7 +114,7 @@ def test_worker_processes_decode_into_the_memory_map_like_threads_do(tmp_path, m
     np.testing.assert_array_equal(np.asarray(procs.images), np.asarray(threads.images))
     np.testing.assert_array_equal(procs.ok, threads.ok)
     assert [p.name for p, _ in procs.failures] == ["broken.jpg", "huge.png"]
-    assert "megapixel" in dict((p.name, w) for p, w in procs.failures)["huge.png"]
+    assert "megapixel" in {p.name: w for p, w in procs.failures}["huge.png"]
     assert [w for _, w in procs.failures] == [w for _, w in threads.failures]
     # The failed rows were squeezed out in order: row k is the k-th readable file.
     ok_paths = [p for p, good in zip(paths, procs.ok) if good]
