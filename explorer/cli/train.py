@@ -57,7 +57,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                     help="DC-IGN: face attribute -> latent unit, e.g. smiling=0,glasses=1 "
                          "(default head_turn=0,smiling=1,glasses=2,hair_colour=3)")
     tr.add_argument("--invariance-weight", type=float, default=None,
-                    help="DC-IGN: pull of the clamped units towards their batch mean (default 1)")
+                    help="DC-IGN: pull of the clamped units towards their batch mean "
+                         "(default 10; the paper's gradient is 1)")
     tr.add_argument("--analogy-weight", type=float, default=None, help="analogy: weight of the analogy loss (default 1)")
     tr.add_argument("--analogy-batch", type=positive_int, default=None, help="analogy: quadruples per step (default 32)")
     tr.add_argument("--dataset", default="mnist", help="mnist, fashion-mnist, digits, faces, folder:PATH, celeba:PATH")
