@@ -24,7 +24,7 @@ FAMILIES: dict[str, tuple[str, str, dict[str, Any], tuple[str, str, float, float
     # The course texts' other models: an exact likelihood (no latent space), and two ways of training the faces'
     # factors into named units / analogies (train them on the "faces" data set).
     "pixelcnn": ("PixelCNN (exact likelihood)", "pixelcnn", {}, None),
-    "dcign": ("DC-IGN (faces: named units)", "dcign", {}, ("invariance_weight", "Invariance weight", 1.0, 0.0, 100.0, 2)),
+    "dcign": ("DC-IGN (faces: named units)", "dcign", {}, ("invariance_weight", "Invariance weight", 10.0, 0.0, 100.0, 2)),
     "analogy": ("VAE + visual-analogy loss (faces)", "analogy", {}, ("analogy_weight", "Analogy weight", 1.0, 0.0, 100.0, 2)),
 }
 # Families whose latent size is not a choice (PixelCNN has none: its config holds a placeholder of 1).
