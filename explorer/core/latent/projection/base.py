@@ -64,6 +64,10 @@ class _Reporter:
     def cancelled(self) -> bool:
         return self._cancel is not None and self._cancel.is_set()
 
+    @property
+    def cancel_event(self) -> threading.Event | None:
+        return self._cancel
+
     def check(self) -> None:
         if self.cancelled:
             raise Cancelled("cancelled")
