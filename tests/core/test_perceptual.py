@@ -76,14 +76,16 @@ def test_cli_trains_with_perceptual_and_keeps_it_in_the_checkpoint(tmp_path):
 
     model = checkpoint.load(out)
     assert model.config.perceptual == 0.5
-    # resuming can switch it off (the checkpoint records what the next stage used)
+    # resuming can switch it off and change beta (the checkpoint records what the next stage used)
     out2 = tmp_path / "q.safetensors"
     cmd2 = [sys.executable, "-m", "explorer", "train", "--resume", str(out), "--dataset", "faces", "--image-size",
-            "16", "--count", "240", "--epochs", "1", "--batch-size", "64", "--perceptual", "0", "--no-progress",
+            "16", "--count", "240", "--epochs", "1", "--batch-size", "64", "--perceptual", "0", "--beta", "0.5",
+            "--no-progress",
             "--out", str(out2)]
     proc = subprocess.run(cmd2, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert checkpoint.load(out2).config.perceptual == 0.0
+    resumed = checkpoint.load(out2).config
+    assert resumed.perceptual == 0.0 and resumed.beta == 0.5 and resumed.base_channels == 8
     assert json.loads(proc.stdout.strip().splitlines()[-1])["total_epochs"] == 2
     bad = subprocess.run(cmd[:-2] + ["--perceptual", "-1", "--out", str(tmp_path / "r.safetensors")],
                          capture_output=True, text=True, timeout=300)
