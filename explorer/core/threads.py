@@ -19,7 +19,9 @@ Jobs:
 ========== ======================================================================================
 cli-train  the ``train`` command: the process's only job, every core
 training   the GUI's training thread, beside the GUI thread and a projection fit
-projection the projection child process (numba for UMAP, openTSNE's ``n_jobs``, torch)
+projection a projection fitted inside the window's process
+projection-child the projection child process: every core, since the child runs niced (it takes only cores
+           the GUI and a training run leave idle; on 2 cores one thread made UMAP 43 s instead of 22)
 task       background tasks of the window (encoding a data set, metrics, comparisons)
 decode     the live decode worker (batch-1 decodes do not parallelise; latency matters)
 gui        the GUI thread itself (small inline decodes, painting)
@@ -34,7 +36,7 @@ from __future__ import annotations
 import os
 import sys
 
-JOBS = ("cli-train", "training", "projection", "task", "decode", "gui")
+JOBS = ("cli-train", "training", "projection", "projection-child", "task", "decode", "gui")
 WAIT_POLICY = "PASSIVE"  # see explorer/__init__.py, which applies it before torch is imported
 
 
@@ -76,7 +78,7 @@ def share(job: str, cores: int | None = None) -> int:
         raise ThreadBudgetError(f"unknown job {job!r}; known: {', '.join(JOBS)}")
     total = available_cores() if cores is None else max(1, int(cores))
     background = max(1, total - 1)
-    if job == "cli-train":
+    if job in ("cli-train", "projection-child"):
         n = total
     elif job == "training":
         n = background - background // 2
@@ -110,7 +112,7 @@ def apply(job: str, cores: int | None = None) -> int:
     return n
 
 
-def configure_child(job: str = "projection") -> int:
+def configure_child(job: str = "projection-child") -> int:
     """First call in a child process: size numba's pool before numba is imported, then :func:`apply`."""
     n = share(job)
     if "numba" not in sys.modules and _positive_env("NUMBA_NUM_THREADS") is None:

@@ -17,10 +17,11 @@ def budget(monkeypatch):
 
 
 @pytest.mark.parametrize("cores, expected", [
-    (1, {"cli-train": 1, "training": 1, "projection": 1, "task": 1, "decode": 1, "gui": 1}),
-    (2, {"cli-train": 2, "training": 1, "projection": 1, "task": 1, "decode": 1, "gui": 1}),
-    (4, {"cli-train": 4, "training": 2, "projection": 1, "task": 1, "decode": 1, "gui": 1}),
-    (16, {"cli-train": 16, "training": 8, "projection": 7, "task": 7, "decode": 1, "gui": 1}),
+    (1, {"cli-train": 1, "training": 1, "projection": 1, "projection-child": 1, "task": 1, "decode": 1, "gui": 1}),
+    (2, {"cli-train": 2, "training": 1, "projection": 1, "projection-child": 2, "task": 1, "decode": 1, "gui": 1}),
+    (4, {"cli-train": 4, "training": 2, "projection": 1, "projection-child": 4, "task": 1, "decode": 1, "gui": 1}),
+    (16, {"cli-train": 16, "training": 8, "projection": 7, "projection-child": 16, "task": 7, "decode": 1,
+          "gui": 1}),
 ])
 def test_shares(budget, cores, expected):
     assert {job: threads.share(job, cores) for job in threads.JOBS} == expected

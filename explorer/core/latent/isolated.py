@@ -33,7 +33,7 @@ from .projection.estimate import UMAP_COMPILE_SECONDS
 
 ProgressFn = Callable[[float, str], None]
 POLL_S = 0.05
-NICENESS = 5  # below the GUI: a fit in the background must not make dragging stutter
+NICENESS = 10  # well below the GUI: a fit using every idle core must not make dragging stutter
 KEEP_FITTED = 8  # maps the child keeps for transform(): t-SNE / UMAP models of 70k points are ~100 MB each
 
 
@@ -89,7 +89,7 @@ def _child_main(conn: Any) -> None:
     _exit_with_parent()
     from ..threads import configure_child
 
-    n_threads = configure_child("projection")  # this child's share of the thread budget, before numba loads
+    n_threads = configure_child("projection-child")  # niced above: every core it finds idle; before numba loads
     fitted: dict[str, Projection] = {}  # token -> fitted projection, kept for transform requests
     while True:
         try:
