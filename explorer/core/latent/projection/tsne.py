@@ -35,8 +35,8 @@ class _TSNECallback:
 
 
 class TSNEProjection(_LearnedInverseProjection):
-    """openTSNE (FFT-accelerated t-SNE), learned inverse. Expected ~90-100 s for 70k x 20 on 2 quiet cores
-    (~33 s neighbour search, then ~0.16 s per iteration; ``estimate.py``).
+    """openTSNE (FFT-accelerated t-SNE), learned inverse. Measured 83 s for 70k x 20 on 2 quiet cores
+    (exact neighbours by blocks up to 100k points, ``knn.py``, then ~0.15 s per iteration; ``estimate.py``).
 
     375 iterations by default (125 early-exaggerated, 250 free) instead of openTSNE's 250 + 500: with
     learning rate N/12 ("auto", Belkina et al. 2019) the map has converged by then. Measured on 20,000 MNIST
