@@ -286,6 +286,13 @@ def test_form_fields_follow_the_family(panel):
     assert (spec.kind, spec.extra, spec.epochs, spec.dataset) == ("dae", 0.25, 7, "digits")
     assert spec.model_config((1, 8, 8))["denoising_std"] == 0.25
     assert panel.device_box.currentData() == "cpu"
+    # The faces demo's loss: a VAE whose extra setting is the perceptual weight (β preset to the demo's 0.1).
+    panel.family_box.setCurrentIndex(panel.family_box.findData("vae-perceptual"))
+    assert panel.arch_box.isEnabled() and panel.extra_label.text() == "Perceptual weight"
+    assert panel.extra_spin.value() == pytest.approx(0.25)
+    spec = panel.spec()
+    cfg = spec.model_config((3, 64, 64))
+    assert spec.family == "vae" and cfg["perceptual"] == pytest.approx(0.25) and cfg["beta"] == pytest.approx(0.1)
 
 
 def _rss_mb() -> float:

@@ -19,6 +19,9 @@ FAMILIES: dict[str, tuple[str, str, dict[str, Any], tuple[str, str, float, float
     "dae": ("Denoising autoencoder", "ae", {}, ("denoising_std", "Input noise σ", 0.3, 0.0, 1.0, 3)),
     "sae": ("Sparse autoencoder", "ae", {}, ("sparsity_l1", "L1 weight on z", 1e-3, 0.0, 10.0, 5)),
     "vae": ("VAE (β-VAE)", "vae", {}, ("beta", "β (KL weight)", 1.0, 0.0, 1000.0, 3)),
+    # The faces demo's loss (explorer/core/models/perceptual.py): features of a small net trained on the faces.
+    "vae-perceptual": ("VAE + perceptual loss (faces)", "vae", {"beta": 0.1},
+                       ("perceptual", "Perceptual weight", 0.25, 0.0, 10.0, 3)),
     "gan": ("GAN (DCGAN)", "gan", {}, None),
     "pca": ("PCA (closed form)", "pca", {}, None),
     # The course texts' other models: an exact likelihood (no latent space), and two ways of training the faces'
@@ -30,7 +33,7 @@ FAMILIES: dict[str, tuple[str, str, dict[str, Any], tuple[str, str, float, float
 # Families whose latent size is not a choice (PixelCNN has none: its config holds a placeholder of 1).
 FIXED_LATENT = {"pixelcnn": 1}
 # Which families take an architecture choice (GANs are always DCGAN convolutions, PCA is linear).
-ARCH_FAMILIES = ("ae", "dae", "sae", "vae")
+ARCH_FAMILIES = ("ae", "dae", "sae", "vae", "vae-perceptual")
 ARCHS = (("MLP", "mlp"), ("Convolutional", "conv"))
 
 
