@@ -118,11 +118,16 @@ def _plot(qtbot):
     return w
 
 
-def test_density_item_draws_every_point_in_a_plot(qtbot):
-    w = _plot(qtbot)
+def _two_clusters() -> tuple[np.ndarray, np.ndarray]:
+    """200,000 points: 120k of label 0 around (-5, -5), 80k of label 1 around (5, 5)."""
     rng = np.random.default_rng(0)
     pts = np.r_[rng.normal(-5, 0.5, (120_000, 2)), rng.normal(5, 0.5, (80_000, 2))].astype(np.float32)
-    labels = np.r_[np.zeros(120_000, int), np.ones(80_000, int)]
+    return pts, np.r_[np.zeros(120_000, int), np.ones(80_000, int)]
+
+
+def test_density_item_draws_every_point_in_a_plot(qtbot):
+    w = _plot(qtbot)
+    pts, labels = _two_clusters()
     layers = MapLayers(w)
     layers.set_points(pts, labels, ["a", "b"])
     w.getPlotItem().getViewBox().setRange(xRange=(-8, 8), yRange=(-8, 8), padding=0)
@@ -326,9 +331,7 @@ def test_the_density_item_draws_through_the_kernel_once_it_is_compiled(qtbot):
     if not map_kernels.ready():
         pytest.skip("numba cannot compile here")
     w = _plot(qtbot)
-    rng = np.random.default_rng(0)
-    pts = np.r_[rng.normal(-5, 0.5, (120_000, 2)), rng.normal(5, 0.5, (80_000, 2))].astype(np.float32)
-    labels = np.r_[np.zeros(120_000, int), np.ones(80_000, int)]
+    pts, labels = _two_clusters()
     layers = MapLayers(w)
     layers.set_points(pts, labels, ["a", "b"])
     w.getPlotItem().getViewBox().setRange(xRange=(-8, 8), yRange=(-8, 8), padding=0)
@@ -341,3 +344,13 @@ def test_the_density_item_draws_through_the_kernel_once_it_is_compiled(qtbot):
     a = np.frombuffer(kernel.constBits(), np.uint8).astype(int)
     b = np.frombuffer(numpy_img.constBits(), np.uint8).astype(int)
     assert np.abs(a - b).max() <= 2
+    # Recoloured (labels swapped): the kernel's copies take the new colours in the same tile order.
+    layers.density.set_colours(1 - labels, 2)
+    recoloured = w.grab().toImage()
+    assert layers.density.last_kernel
+    layers.density._tiled = None
+    layers.density._cache = None
+    expect = w.grab().toImage()
+    c = np.frombuffer(recoloured.constBits(), np.uint8).astype(int)
+    d = np.frombuffer(expect.constBits(), np.uint8).astype(int)
+    assert np.abs(c - d).max() <= 2 and np.abs(c - a).max() > 50  # the new colours, not the old ones

@@ -143,20 +143,16 @@ def render_density(x: np.ndarray, y: np.ndarray, colours: np.ndarray, rect: tupl
         s *= inv
         s += 0.5
         out[:, ch] = s
-    _shade(img, hit, out, c, float(c.max()))
-    return img, "density", n
-
-
-def _shade(img: np.ndarray, hit: np.ndarray, out: np.ndarray, density: np.ndarray, top_density: float) -> None:
     # Opacity: 40% for a single point up to opaque at the densest pixel, on a log scale (datashader's
     # "log" shading): dense cores and sparse halos are both visible. float32: the log is most of this.
-    top = math.log1p(top_density)
-    alpha = np.log1p(density.astype(np.float32))
+    top = math.log1p(float(c.max()))
+    alpha = np.log1p(c.astype(np.float32))
     alpha *= np.float32(0.6 * 255 / top if top > 0 else 0.0)
     alpha += np.float32(0.4 * 255 + 0.5 if top > 0 else 255.5)
     out[:, 3] = alpha
     # One uint32 per pixel: a 1-D scatter is several times faster than one of 4-byte rows.
     img.reshape(-1).view(np.uint32)[hit] = out.view(np.uint32).ravel()
+    return img, "density", n
 
 
 # ============================================================================ pure numpy: index and lasso
@@ -228,15 +224,16 @@ def points_in_polygon_fast(points: np.ndarray, polygon: np.ndarray, grid: int = 
     if len(pts) == 0 or len(poly) < 3:
         return np.zeros(0, np.int64)
     lo, hi = poly.min(0), poly.max(0)
-    compiled = map_kernels.ready() and len(pts) > 50_000
-    if compiled:
-        cand = np.zeros(1, np.int64)  # the kernel walks every point itself, in index order
-    elif index is not None:
-        cand = index.in_rect(lo[0], lo[1], hi[0], hi[1])
-    else:
-        cand = np.flatnonzero((pts[:, 0] >= lo[0]) & (pts[:, 0] <= hi[0]) & (pts[:, 1] >= lo[1]) & (pts[:, 1] <= hi[1]))
-    if len(cand) == 0:
-        return np.zeros(0, np.int64)
+    compiled = map_kernels.ready() and len(pts) > KERNEL_ABOVE  # the kernel walks every point, in index order
+    cand = None
+    if not compiled:
+        if index is not None:
+            cand = index.in_rect(lo[0], lo[1], hi[0], hi[1])
+        else:
+            cand = np.flatnonzero((pts[:, 0] >= lo[0]) & (pts[:, 0] <= hi[0]) & (pts[:, 1] >= lo[1])
+                                  & (pts[:, 1] <= hi[1]))
+        if len(cand) == 0:
+            return np.zeros(0, np.int64)
     span = np.maximum(hi - lo, 1e-12)
     g = int(grid)
     cw = span / g
@@ -266,11 +263,12 @@ def points_in_polygon_fast(points: np.ndarray, polygon: np.ndarray, grid: int = 
         for dc in (-1, 0, 1):
             boundary[br + dr, bc + dc] = True
     boundary = boundary[1:-1, 1:-1]
-    if compiled:
-        code = np.where(boundary, np.uint8(2), mask.astype(np.uint8)).ravel()
-        x, y = (index.positions[:, 0], index.positions[:, 1]) if index is not None else (pts[:, 0], pts[:, 1])
-        return map_kernels.classify(np.ascontiguousarray(x, np.float32), np.ascontiguousarray(y, np.float32),
-                                    (lo[0], lo[1]), (1 / cw[0], 1 / cw[1]), g, code, poly)
+    # One grid for both answers: 0 outside, 1 inside, 2 on the boundary (decided exactly per point).
+    grid_code = np.where(boundary, np.uint8(2), mask.astype(np.uint8)).ravel()
+    if cand is None:
+        return map_kernels.classify(np.ascontiguousarray(pts[:, 0], np.float32),
+                                    np.ascontiguousarray(pts[:, 1], np.float32), (lo[0], lo[1]),
+                                    (1 / cw[0], 1 / cw[1]), g, grid_code, poly)
     p = pts[cand]
     # Cell of every candidate in float32 (the points' own precision), int32 indices: half the memory traffic.
     col = ((p[:, 0] - np.float32(lo[0])) * np.float32(1 / cw[0])).astype(np.int32)
@@ -280,8 +278,7 @@ def points_in_polygon_fast(points: np.ndarray, polygon: np.ndarray, grid: int = 
     row *= g
     row += col
     cell = row
-    # One lookup for both answers: 0 outside, 1 inside, 2 on the boundary (decided exactly below).
-    code = np.where(boundary, np.uint8(2), mask.astype(np.uint8)).ravel()[cell]
+    code = grid_code[cell]
     result = code == 1
     ex = np.flatnonzero(code == 2)
     if len(ex):
@@ -311,6 +308,7 @@ class DensityItem(pg.GraphicsObject):
         self.points_max = POINT_MODE_MAX
         self.renders = 0  # images computed (a pan or a repaint at the same scale reuses the last one)
         self._tiled: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # x, y, (N, 3) rgb in tile order
+        self._tile_order: np.ndarray | None = None
         self.last_kernel = False  # whether the last image came from the compiled kernel
 
     def set_data(self, positions: np.ndarray, labels: np.ndarray, n_labels: int | None = None,
@@ -328,6 +326,7 @@ class DensityItem(pg.GraphicsObject):
                                   float(max(hi[1] - lo[1], 1e-9)))
         else:
             self._bounds = QRectF()
+        self._tile_order = None
         self._tile()
         self._cache = None
         self.update()
@@ -346,8 +345,11 @@ class DensityItem(pg.GraphicsObject):
             self._tiled = None
             return
         map_kernels.warm_up()
-        o = map_kernels.tile_order(self.x, self.y)
-        self._tiled = (self.x[o], self.y[o], np.ascontiguousarray(self.colours[:, o].T, np.float32))
+        if self._tile_order is None or self._tiled is None:  # positions changed; a recolouring keeps the order
+            o = self._tile_order = map_kernels.tile_order(self.x, self.y)
+            self._tiled = (self.x[o], self.y[o], None)
+        o = self._tile_order
+        self._tiled = (self._tiled[0], self._tiled[1], np.ascontiguousarray(self.colours[:, o].T, np.float32))
 
     def _sort(self) -> None:
         # Copies in the index's x order: the points of a zoomed-in view are then one contiguous slice
