@@ -64,6 +64,8 @@ DEFAULT_SIZE = 64
 
 _A = {name: i for i, name in enumerate(ATTRIBUTE_NAMES)}
 _LIP = 0.016  # half-thickness of the lips' line (world units): ~2.5 px wide at 64 px
+_OPEN_TOP = 0.008  # the open mouth's corners sit this far above the lips' middle line
+_OPEN_DEPTH = 0.085  # its depth in the middle: ~5.5 px at 64 px
 _N_IDENTITY = 24  # uniform nuisance numbers per identity; see _Layout
 _MAX_IDENTITY = 10_000_000  # identities are drawn as one block of rows (~1 GB at this bound)
 # Distinct streams so attributes and identities are independent yet both fixed by the one seed.
@@ -310,7 +312,8 @@ class _Layout:
     def mouth_box(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Top, bottom, left, right bounds of everything the mouth attributes can change."""
         reach = np.abs(self.mouth_depth) / 2 + 0.015
-        return (self.mouth_y - reach - 0.02, self.mouth_y + reach + 0.07,
+        open_bottom = _OPEN_DEPTH - _OPEN_TOP + 0.009 + 0.008  # its lip rim and anti-aliasing below
+        return (self.mouth_y - reach - 0.02, self.mouth_y + np.maximum(reach + 0.07, open_bottom),
                 self.mouth_x - self.mouth_w - 0.01, self.mouth_x + self.mouth_w + 0.01)
 
     def eyes_box(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -426,17 +429,21 @@ def _draw(canvas: _Canvas, L: _Layout) -> None:
         sd = _ellipse_sd(v, L.nose_x, L.nose_y + L.nose_s * 0.5, L.nose_s * 0.8, L.nose_s * 0.4)
         _paint(v, _coverage(v, sd, soft=1.5) * 0.7, L.skin_shadow * 0.85)
 
-    # Mouth: the lips' curve, and when open a dark filled shape between two curves with teeth at the top.
+    # Mouth: the lips' curve, and when open a dark opening with teeth at the top. The opening has one shape and
+    # place whatever the smile (only the smile's up-turned corners show beside it): drawn along the smile's curve,
+    # an open smile and an open neutral mouth shared few pixels, and one linear mouth_open vector opened each half.
     top, bottom, left, right = L.mouth_box()
     v = canvas.view(top, bottom, left, right)
     if v is not None:
         _paint(v, _coverage(v, _stroke_sd(v, L.mouth_x, L.mouth_y, L.mouth_w, L.mouth_depth, _LIP)), L.lips)
         if L.mouth_open.max() > 0:
-            yc, _, norm = _curve(v, L.mouth_x, L.mouth_y, L.mouth_w, L.mouth_depth)
             s = (v.x - L.mouth_x) / L.mouth_w_open
             bulge = np.clip(1.0 - s * s, 0.0, None) * L.mouth_open
-            upper = yc - 0.016 * bulge
-            lower = yc + 0.06 * bulge
+            y0 = L.mouth_y - _OPEN_TOP
+            upper = y0 - 0.008 * bulge
+            lower = y0 + _OPEN_DEPTH * bulge
+            slope = 2.0 * _OPEN_DEPTH * L.mouth_open * s / L.mouth_w_open  # of the lower edge, the longer one
+            norm = 1.0 / np.sqrt(1.0 + slope * slope)
             along = np.abs(v.x - L.mouth_x) - L.mouth_w_open
             inside_sd = np.maximum(np.maximum(upper - v.y, v.y - lower) * norm, along)
             _paint(v, _coverage(v, inside_sd - 0.009) * L.mouth_open, L.lips)
@@ -444,7 +451,7 @@ def _draw(canvas: _Canvas, L: _Layout) -> None:
             # face looks the same whatever it is drawn beside.
             inside = _coverage(v, inside_sd) * L.mouth_open
             _paint(v, inside, L.mouth_inside)
-            teeth = inside * _coverage(v, (v.y - (upper + 0.024 * bulge)) * norm)  # a ~2 px white band
+            teeth = inside * _coverage(v, v.y - (upper + 0.026 * bulge))  # a ~2 px white band
             _paint(v, teeth, L.teeth)
 
     # Glasses: rings around the eyes, a bridge and arms to the ears.
