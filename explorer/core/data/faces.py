@@ -10,9 +10,10 @@ Attributes (``ATTRIBUTE_NAMES``, in column order; all float32 in [0, 1]):
 ==============  =======  ==============================================================================
 name            sampled  meaning
 ==============  =======  ==============================================================================
-smiling         0 / 1    a wider, deeper mouth curve, flushed cheeks and narrowed "happy" eyes (1)
-                         vs a flat, slightly down-turned mouth (0)
-mouth_open      0 / 1    a dark open mouth with teeth (1) vs closed lips (0)
+smiling         0 / 1    a wider mouth whose corners rise in a U, flushed cheeks and narrowed "happy" eyes
+                         (1) vs a flat, slightly down-turned mouth (0)
+mouth_open      0 / 1    a dark open mouth with teeth (1) vs closed lips (0), the same shape and place
+                         whatever the smile (only a smile's raised corners show beside it)
 glasses         0 / 1    dark round frames with a bridge and arms
 beard           0 / 1    a full beard in the (slightly darker) hair colour
 long_hair       0 / 1    hair falling beside the face down to the shoulders
@@ -297,6 +298,10 @@ class _Layout:
         self.mouth_w = self.mouth_w_open * (1.0 + 0.3 * self.smile)
         # Corner-to-middle drop: ~0.07 for a smile (a U you see across a room), a slight frown when neutral.
         self.mouth_depth = _col(-0.012 + 0.085 * a["smiling"] + 0.006 * (u[:, 21] - 0.5))
+        # The lips' middle stays at mouth_y and a smile lifts the corners: a U that dipped below the neutral line
+        # lay inside the open mouth's area, so a closed smile was already "half open" to a model, and one
+        # mouth_open vector overshot on smiling faces and fell short on neutral ones.
+        self.mouth_line_y = self.mouth_y - self.mouth_depth / 2  # _curve's ym: the middle lands on mouth_y
         self.cheek_y = self.cy + 0.065
         self.cheek_dx = self.fa * 0.58
         self.blush = np.clip(self.skin * np.float32(0.7) + np.array([0.32, 0.02, 0.04], np.float32), 0.0, 1.0)
@@ -311,9 +316,10 @@ class _Layout:
 
     def mouth_box(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Top, bottom, left, right bounds of everything the mouth attributes can change."""
-        reach = np.abs(self.mouth_depth) / 2 + 0.015
+        up = np.maximum(self.mouth_depth, 0.0) + 0.015  # a smile's corners above the middle
+        down = np.maximum(-self.mouth_depth, 0.0) + 0.015  # a frown's below it
         open_bottom = _OPEN_DEPTH - _OPEN_TOP + 0.009 + 0.008  # its lip rim and anti-aliasing below
-        return (self.mouth_y - reach - 0.02, self.mouth_y + np.maximum(reach + 0.07, open_bottom),
+        return (self.mouth_y - up - 0.02, self.mouth_y + np.maximum(down + 0.07, open_bottom),
                 self.mouth_x - self.mouth_w - 0.01, self.mouth_x + self.mouth_w + 0.01)
 
     def eyes_box(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -389,7 +395,9 @@ def _draw(canvas: _Canvas, L: _Layout) -> None:
         rel = (v.x - cx) / fa
         beard_top = cy + 0.105 - 0.075 * rel * rel
         sd = np.maximum(_ellipse_sd(v, cx, cy + 0.005, fa + 0.012, fb + 0.015), beard_top - v.y)
-        lips_clear = _coverage(v, _ellipse_sd(v, L.mouth_x, L.mouth_y + 0.012, L.mouth_w + 0.018, 0.035))
+        lips_clear = np.maximum(
+            _coverage(v, _ellipse_sd(v, L.mouth_x, L.mouth_y + 0.012, L.mouth_w + 0.018, 0.035)),
+            _coverage(v, _stroke_sd(v, L.mouth_x, L.mouth_line_y, L.mouth_w, L.mouth_depth, _LIP + 0.014)))
         _paint(v, _coverage(v, sd) * (1.0 - 0.85 * lips_clear) * L.beard, L.beard_colour)
 
     # Fringe: hair over the forehead above a slanted line.
@@ -435,7 +443,7 @@ def _draw(canvas: _Canvas, L: _Layout) -> None:
     top, bottom, left, right = L.mouth_box()
     v = canvas.view(top, bottom, left, right)
     if v is not None:
-        _paint(v, _coverage(v, _stroke_sd(v, L.mouth_x, L.mouth_y, L.mouth_w, L.mouth_depth, _LIP)), L.lips)
+        _paint(v, _coverage(v, _stroke_sd(v, L.mouth_x, L.mouth_line_y, L.mouth_w, L.mouth_depth, _LIP)), L.lips)
         if L.mouth_open.max() > 0:
             s = (v.x - L.mouth_x) / L.mouth_w_open
             bulge = np.clip(1.0 - s * s, 0.0, None) * L.mouth_open
