@@ -184,7 +184,8 @@ def test_open_mouth_keeps_its_width_when_smiling(faces):
 def test_opening_the_mouth_changes_the_same_pixels_whatever_the_smile(faces):
     # One linear mouth_open vector must open a neutral and a smiling mouth alike. Drawn along the smile's curve,
     # the two openings shared few pixels (cosine of the change maps: median 0.51, worst 0.26), and the demo's
-    # vector opened each mouth half way.
+    # vector opened each mouth half way; with one opening but a smile's U dipping into it, 0.86 / 0.70 still
+    # left neutral mouths half open.
     changes = []
     for smile in (0.0, 1.0):
         attrs = faces.attributes[:60].copy()
@@ -193,7 +194,7 @@ def test_opening_the_mouth_changes_the_same_pixels_whatever_the_smile(faces):
         changes.append(np.abs(on.astype(float) - off.astype(float)).sum(axis=1).reshape(len(attrs), -1))
     neutral, smiling = changes
     cos = (neutral * smiling).sum(1) / np.sqrt((neutral**2).sum(1) * (smiling**2).sum(1))
-    assert np.median(cos) > 0.8 and cos.min() > 0.6, np.sort(cos)[:5]
+    assert np.median(cos) > 0.92 and cos.min() > 0.85, np.sort(cos)[:5]
 
 
 def _lip_curvature(images: np.ndarray) -> np.ndarray:
