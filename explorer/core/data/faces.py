@@ -291,7 +291,9 @@ class _Layout:
         self.nose_y = self.cy + 0.065
         self.nose_s = _col(0.022 + 0.012 * u[:, 18])
 
-        self.mouth_x = self.cx + _col(0.065 * turn)
+        # Less than the nose (0.085) and the eyes (0.06): the mouth sits further back. Moving it 0.065 left the open
+        # mouths of a face turned either way without common pixels, and a head_turn vector then closed them.
+        self.mouth_x = self.cx + _col(0.035 * turn)
         self.mouth_y = self.cy + _col(0.15 + 0.015 * (u[:, 19] - 0.5))
         # The open mouth keeps the neutral width whatever the smile, so mouth_open and smiling stay separable.
         self.mouth_w_open = _col(0.07 + 0.025 * u[:, 20]) * (1.0 - 0.2 * np.abs(self.turn))
