@@ -27,11 +27,6 @@ COUNT = 2400  # 2000 training faces (vectors, detectors), 400 held-out faces (th
 # the eyes: the box from the eyes' top to the mouth's bottom).
 REGIONS = {"mouth_open": ("mouth",), "glasses": ("glasses",), "smiling": ("eyes", "mouth")}
 ATTRS = sorted(REGIONS)
-# The 64 px demo (50 CPU epochs) reconstructs the open mouth (~90 % of faces) but its mouth_open vector at +1
-# opens it only half way: expected failures until a better demo replaces it; strict=False, so XPASS shows then.
-_MOUTH = pytest.mark.xfail(reason="the 64 px demo's mouth_open vector opens the mouth half way at +1", strict=False)
-PARAMS = [pytest.param(a, marks=_MOUTH) if a == "mouth_open" else a for a in ATTRS]
-ANALOGY_PARAMS = PARAMS
 
 
 def _decode(model, z):
@@ -86,7 +81,7 @@ def test_the_detector_itself_works(faces, attr):
     assert acc > 0.85, acc
 
 
-@pytest.mark.parametrize("attr", PARAMS)
+@pytest.mark.parametrize("attr", ATTRS)
 def test_adding_the_vector_makes_the_attribute_appear(faces, attr):
     f = faces
     without = f["test"][_has(f, attr, f["test"]) == 0]
@@ -103,7 +98,7 @@ def test_adding_the_vector_makes_the_attribute_appear(faces, attr):
     assert removed < 0.35, removed
 
 
-@pytest.mark.parametrize("attr", PARAMS)
+@pytest.mark.parametrize("attr", ATTRS)
 def test_decoded_change_points_the_way_of_the_true_change(faces, attr):
     """Ground truth: the generator renders the same person with the attribute 0 and 1."""
     from explorer.core.data.faces import render_faces
@@ -122,7 +117,7 @@ def test_decoded_change_points_the_way_of_the_true_change(faces, attr):
     assert np.mean(corr > 0.2) > 0.85, np.mean(corr > 0.2)
 
 
-@pytest.mark.parametrize("attr", ANALOGY_PARAMS)
+@pytest.mark.parametrize("attr", ATTRS)
 def test_analogy_with_a_generated_pair(faces, attr):
     """A : B :: C : D, with A and B the same person without and with the attribute (drawn by the generator)."""
     from explorer.core.data.faces import render_faces

@@ -1,7 +1,8 @@
 """The faces demo's headline known answer, judged on decoded pixels by classifiers of *real* generated faces.
 
 For every attribute, a pixel classifier trained on real generated training faces (never on reconstructions)
-must find the attribute in >= 90 % of held-out faces without it after its vector is added at strength +1, and
+must find the attribute in >= 90 % of held-out faces without it after its vector is added at strength +1 (or
+as often as on true edits, less 0.03, where the judge itself finds fewer than 93 % of those), and
 the other attributes' classifiers must stay put (see scripts/faces_known_answers.py, which also prints the
 table for the closing note).
 """
@@ -16,15 +17,11 @@ DEMO = ROOT / "resources" / "demo" / "faces-vae.safetensors"
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not DEMO.exists(), reason="the faces demo is not built")]
 ALL = ["smiling", "mouth_open", "glasses", "beard", "long_hair", "hair_colour", "skin_tone", "face_width",
        "eye_size", "head_turn"]
-# The bundled demo (34 epochs, then 16 more on the redrawn faces, the last 14 with the perceptual term) meets
-# the criterion for 9 attributes. mouth_open at +1 opens the mouth only half way (found 0.57; 0.95 at +2):
-# the decoded opening depends on the smile (found 0.8 on smiling faces, 0.3 on neutral ones), which one
-# linear vector averages. Its classifier is reliable on reconstructions (0.90), so it also sees head_turn's
-# edit move the decoded mouth (0.27 of faces; 0.05 when real faces are turned): expected failures until a
-# better demo replaces it (strict=False: XPASS shows when it does).
-_NOT_YET = pytest.mark.xfail(reason="the demo's mouth_open vector opens the mouth half way at +1", strict=False)
-CHECKED = [pytest.param(a, marks=_NOT_YET) if a == "mouth_open" else a for a in ALL]
-STAY_PUT = [pytest.param(a, marks=_NOT_YET) if a == "head_turn" else a for a in ALL]
+# A judge finds only so many of the *true* edits (the same people drawn with the attribute changed by the
+# vector's unit): eye size's finds ~90 %, as a smile's narrowed eyes pass for small ones. Where that ceiling is
+# below 0.93 the decoded edit must come within 0.03 of it instead of reaching 0.9, so the check measures the
+# model, not the judge's blind spot; every other judge finds >= 0.96 of the true edits.
+CEILING_MARGIN = 0.03
 
 
 @pytest.fixture(scope="module")
@@ -37,17 +34,18 @@ def result():
     return mod.evaluate(checkpoint.load(DEMO))["rows"]
 
 
-@pytest.mark.parametrize("attr", CHECKED)
+@pytest.mark.parametrize("attr", ALL)
 def test_the_vector_makes_real_face_classifiers_find_the_attribute(result, attr):
     row = result[attr]
     # The judge itself sees the attribute in real held-out faces (continuous attributes: those clearly on one
     # side of 0.5, as it was trained; at 0.49 vs 0.51 any judge tosses a coin).
     assert row["classifier_accuracy_real_clear"] > 0.85, row
     assert row["before"] < 0.3, row
-    assert row["found"] >= 0.9, row
+    ceiling = row["found_on_true_edits"]
+    assert row["found"] >= min(0.9, ceiling - CEILING_MARGIN), row
 
 
-@pytest.mark.parametrize("attr", STAY_PUT)
+@pytest.mark.parametrize("attr", ALL)
 def test_the_other_attributes_classifiers_stay_put(result, attr):
     # Judged by the classifiers that are reliable on this model's reconstructions (>= 90 % accurate there): a
     # classifier near chance on blurry decodes flips at random and would say nothing about the edit.
