@@ -187,3 +187,12 @@ def test_faces_demo_opens_with_its_vectors_ready(window):
     entry = window.current
     assert entry.name == "faces-vae.safetensors" and entry.latents is not None
     assert "smiling" in entry.vectors and entry.probes is not None
+
+
+def test_every_arithmetic_page_fits_the_dock_at_1280_wide(window):
+    # At 1280x760 the dock is ~570 px wide. A tab widget is as wide as its widest page, so the narrow Vectors
+    # page scrolled sideways because of the Interpolate (673 px) and Traverse (661 px) rows.
+    panel = window.arithmetic
+    for i in range(panel.count()):
+        panel.setCurrentIndex(i)
+        assert panel.minimumSizeHint().width() <= 540, (panel.tabText(i), panel.minimumSizeHint())

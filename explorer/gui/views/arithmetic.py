@@ -10,7 +10,7 @@ import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDoubleSpinBox, QFileDialog, QGridLayout,
                                QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem, QPushButton,
-                               QSlider, QSpinBox, QTabWidget, QVBoxLayout, QWidget)
+                               QSizePolicy, QSlider, QSpinBox, QTabWidget, QVBoxLayout, QWidget)
 
 from explorer.core.latent.arithmetic import (AttributeProbes, NamedVectors, VectorError, analogy, apply_vector,
                                              dataset_vectors, group_vector, identifier)
@@ -56,12 +56,23 @@ class ArithmeticPanel(QTabWidget):
         self.addTab(self._build_expression(), "Expression")
         self.addTab(self._build_interpolate(), "Interpolate")
         self.addTab(self._build_traverse(), "Traverse")
+        self.currentChanged.connect(self._fit_current)
+        self._fit_current(self.currentIndex())
         explorer.overlays.lassoFinished.connect(self._lasso_done)
         explorer.state.groupsChanged.connect(self._groups_changed)
         explorer.state.vectorsChanged.connect(lambda entry: entry is self.entry and self._refresh_vector_list())
         explorer.state.keyframesChanged.connect(lambda entry: entry is self.entry and self._refresh_keyframes())
         explorer.state.dataChanged.connect(self._data_changed)
         self.entry_changed(None)
+
+    def _fit_current(self, index: int) -> None:
+        # A tab widget is as wide as its widest page; at 1280x760 the dock then scrolled sideways even on the
+        # narrow Vectors page. Only the shown page's size counts.
+        ignored, preferred = QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred
+        for i in range(self.count()):
+            policy = preferred if i == index else ignored
+            self.widget(i).setSizePolicy(policy, policy)
+        self.updateGeometry()
 
     # ================================================================ per-model state
     @property
@@ -545,6 +556,7 @@ class ArithmeticPanel(QTabWidget):
         buttons.addWidget(clear)
         lay.addLayout(buttons, 4, 0)
         opts = QHBoxLayout()
+        run = QHBoxLayout()  # a second row, so the page fits a narrow dock
         self.method_box = QComboBox()
         self.method_box.addItem("slerp (stays on the prior's shell)", "slerp")
         self.method_box.addItem("lerp (straight line)", "lerp")
@@ -561,17 +573,22 @@ class ArithmeticPanel(QTabWidget):
         opts.addWidget(self.steps_spin)
         self.interp_go = QPushButton("Interpolate")
         self.interp_go.clicked.connect(self.run_interpolation)
-        opts.addWidget(self.interp_go)
+        run.addWidget(self.interp_go)
         self.play_button = QPushButton("Play")
         self.play_button.setCheckable(True)
         self.play_button.setShortcut("Ctrl+P")
         self.play_button.setToolTip("Walk the cursor along the path, back and forth (Ctrl+P)")
         self.play_button.toggled.connect(self._toggle_play)
-        opts.addWidget(self.play_button)
+        run.addWidget(self.play_button)
         export = QPushButton("Export…")
         export.clicked.connect(lambda: self._ask_export("path"))
-        opts.addWidget(export)
-        lay.addLayout(opts, 0, 1)
+        run.addWidget(export)
+        run.addStretch(1)
+        opts.addStretch(1)
+        rows = QVBoxLayout()
+        rows.addLayout(opts)
+        rows.addLayout(run)
+        lay.addLayout(rows, 0, 1)
         self.strip_panel = ImagePanel("", min_size=64)
         lay.addWidget(self.strip_panel, 1, 1, 4, 1)
         self.interp_error = _error_label()
@@ -675,28 +692,32 @@ class ArithmeticPanel(QTabWidget):
         self.range_spin.setValue(3.0)
         self.range_spin.setPrefix("± ")
         form.addWidget(self.range_spin)
+        form.addStretch(1)
+        run = QHBoxLayout()  # a second row, so the page fits a narrow dock
         self.trav_steps = QSpinBox()
         self.trav_steps.setRange(2, 30)
         self.trav_steps.setValue(9)
         self.trav_steps.setPrefix("steps ")
-        form.addWidget(self.trav_steps)
+        run.addWidget(self.trav_steps)
         self.trav_rows = QSpinBox()
         self.trav_rows.setRange(1, 12)
         self.trav_rows.setValue(4)
         self.trav_rows.setPrefix("rows ")
         self.trav_rows.setToolTip("Starting points: the keyframes, else the cursor and random data points")
-        form.addWidget(self.trav_rows)
+        run.addWidget(self.trav_rows)
         go = QPushButton("Traverse")
         go.clicked.connect(self.run_traverse)
-        form.addWidget(go)
+        run.addWidget(go)
         export = QPushButton("Export…")
         export.clicked.connect(lambda: self._ask_export("traverse"))
-        form.addWidget(export)
+        run.addWidget(export)
+        run.addStretch(1)
         lay.addLayout(form, 0, 0)
+        lay.addLayout(run, 1, 0)
         self.traverse_panel = ImagePanel("", min_size=64)
-        lay.addWidget(self.traverse_panel, 1, 0)
+        lay.addWidget(self.traverse_panel, 2, 0)
         self.traverse_error = _error_label()
-        lay.addWidget(self.traverse_error, 2, 0)
+        lay.addWidget(self.traverse_error, 3, 0)
         return page
 
     def traverse_starts(self, rows: int) -> np.ndarray | None:
