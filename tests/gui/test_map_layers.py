@@ -36,8 +36,19 @@ def test_density_pixels_have_the_mean_label_colour_and_log_opacity():
     assert img[9, 9, 3] > 0  # a point on the map's right edge is drawn, not dropped
     np.testing.assert_array_equal(img[9, 9, :3], pal[1])
     assert img[5, 5, 3] == 255  # the densest pixel is opaque
-    assert 102 <= img[9, 9, 3] < top_left[3] < 255  # opacity grows with the count
+    assert 140 <= img[9, 9, 3] < top_left[3] < 255  # a lone point is plainly visible (55 %); opacity grows with the count
     assert (img[..., 3] > 0).sum() == 3
+
+
+def test_no_label_colour_looks_like_the_grey_of_unlabelled_points():
+    from explorer.gui.views.map_layers import UNLABELLED_RGB
+
+    # Unlabelled points are grey; the palette held Tableau's grey too, so MNIST's 8s looked unlabelled. Every
+    # label colour must be clearly coloured (chroma: max - min channel, 0 for any grey).
+    assert max(UNLABELLED_RGB) == min(UNLABELLED_RGB)
+    pal = label_colours(24).astype(int)
+    chroma = pal.max(axis=1) - pal.min(axis=1)
+    assert chroma.min() >= 60, dict(enumerate(chroma))
 
 
 def test_few_points_are_drawn_as_discs_of_their_colour():

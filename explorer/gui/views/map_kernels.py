@@ -21,6 +21,9 @@ import numpy as np
 _lock = threading.Lock()
 _state = {"kernels": None, "failed": False, "thread": None}
 TILES = 64  # tile grid side for the points' storage order
+# Opacity of a pixel holding one point; the densest pixel is opaque, on a log scale between. At 0.4 a lone
+# light-yellow point was hard to see on white.
+LONE_POINT_ALPHA = 0.55
 
 
 def tile_order(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -58,6 +61,7 @@ def _compile():
 
     @numba.njit(nogil=True, cache=False)
     def shade(acc, out):  # pragma: no cover - compiled
+        lone = LONE_POINT_ALPHA
         top = 0.0
         for p in range(acc.shape[0]):
             if acc[p, 0] > top:
@@ -72,7 +76,7 @@ def _compile():
             r = np.uint32(acc[p, 1] * inv + 0.5)
             g = np.uint32(acc[p, 2] * inv + 0.5)
             b = np.uint32(acc[p, 3] * inv + 0.5)
-            a = np.uint32((0.4 + 0.6 * math.log1p(c) / ltop) * 255 + 0.5) if ltop > 0 else np.uint32(255)
+            a = np.uint32((lone + (1.0 - lone) * math.log1p(c) / ltop) * 255 + 0.5) if ltop > 0 else np.uint32(255)
             out[p] = r | (g << 8) | (b << 16) | (a << 24)  # RGBA8888 bytes on a little-endian machine
         return top
 

@@ -143,12 +143,13 @@ def render_density(x: np.ndarray, y: np.ndarray, colours: np.ndarray, rect: tupl
         s *= inv
         s += 0.5
         out[:, ch] = s
-    # Opacity: 40% for a single point up to opaque at the densest pixel, on a log scale (datashader's
-    # "log" shading): dense cores and sparse halos are both visible. float32: the log is most of this.
+    # Opacity: LONE_POINT_ALPHA for a single point up to opaque at the densest pixel, on a log scale
+    # (datashader's "log" shading): dense cores and sparse halos are both visible. float32: the log is most of this.
+    lone = map_kernels.LONE_POINT_ALPHA
     top = math.log1p(float(c.max()))
     alpha = np.log1p(c.astype(np.float32))
-    alpha *= np.float32(0.6 * 255 / top if top > 0 else 0.0)
-    alpha += np.float32(0.4 * 255 + 0.5 if top > 0 else 255.5)
+    alpha *= np.float32((1.0 - lone) * 255 / top if top > 0 else 0.0)
+    alpha += np.float32(lone * 255 + 0.5 if top > 0 else 255.5)
     out[:, 3] = alpha
     # One uint32 per pixel: a 1-D scatter is several times faster than one of 4-byte rows.
     img.reshape(-1).view(np.uint32)[hit] = out.view(np.uint32).ravel()
