@@ -13,10 +13,10 @@ import numpy as np
 
 # Colour-blind-friendly qualitative palette (Okabe-Ito, then Tableau), cycled through evenly spaced hues past it.
 # No grey: the map draws points without a label in grey (Tableau's grey here made MNIST's 8s look unlabelled),
-# so Tol's wine stands in for it.
+# so Tableau's purple moves up in its place and Tol's wine takes the purple's.
 PALETTE_HEX: tuple[str, ...] = (
     "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#8C564B",
-    "#882255", "#17BECF", "#9467BD", "#BCBD22", "#1F77B4", "#FF7F0E", "#2CA02C", "#D62728",
+    "#9467BD", "#17BECF", "#882255", "#BCBD22", "#1F77B4", "#FF7F0E", "#2CA02C", "#D62728",
 )
 PALETTE = np.array([[int(h[i:i + 2], 16) for i in (1, 3, 5)] for h in PALETTE_HEX], np.uint8)
 
