@@ -210,3 +210,29 @@ def test_compare_pretraining_draws_one_curve_per_model_and_mode(window, digits_v
     np.testing.assert_array_equal(x, [1, 5])
     np.testing.assert_allclose(y, curves[0].mean(curves[0].modes[0]))
     assert not compare.pretrain_plot.isHidden() and compare.pretrain_button.text() == "Pretraining (few labels)"
+
+
+def test_the_status_bars_cancel_stops_pretraining_and_shows_it_while_it_runs(window, digits_vae, digits_ae,
+                                                                             monkeypatch):
+    import explorer.core.pretrain as pretrain
+
+    window.open_model(str(digits_vae))
+    window.open_model(str(digits_ae))
+    compare = window.compare
+    seen = []
+
+    def fake_curve(model, data, progress=None, cancel=None, **opts):
+        # What the user sees while it runs, then their click on the status bar's Cancel (the synchronous
+        # runner of the tests cannot click while a task runs, so the task clicks for them).
+        seen.append((window.progress.isVisibleTo(window), window.cancel_button.isVisibleTo(window),
+                     window.statusBar().currentMessage()))
+        window.cancel_button.click()
+        progress(0.5, "fitting")  # the next progress report is where a cancelled task stops
+        raise AssertionError("the status bar's Cancel did not reach the pretraining")
+
+    monkeypatch.setattr(pretrain, "pretrain_curve", fake_curve)
+    compare.pretrain_button.click()
+    assert seen == [(True, True, "Pretraining…")]
+    assert compare.error.text() == "" and compare.pretrain_curves == []  # cancelled: no error, no curve
+    assert compare.pretrain_button.text() == "Pretraining (few labels)"
+    assert not window.progress.isVisibleTo(window) and not window.cancel_button.isVisibleTo(window)

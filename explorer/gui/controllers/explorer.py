@@ -65,6 +65,7 @@ class ExplorerController(QObject):
         self.training = TrainingLink(self.state, self.data)
         self.manifold = ManifoldController(self.state, self.tasks)
         self.checkpoint_dir: Callable[[], str] = lambda: "."
+        self._tracked: set = set()  # tasks started by run_tracked that have not reported yet
         self.samples.progress.connect(self.progress.emit)
         for source in (self.data, self.projections, self.dropped):
             source.busy.connect(self.busy.emit)
@@ -167,11 +168,44 @@ class ExplorerController(QObject):
 
         self.tasks.start(lambda progress, cancel: fn(), on_done=done, on_error=failed)
 
+    def run_tracked(self, message: str, fn: Callable[[Callable[[float, str], None], Any], Any], *,
+                    on_done: Callable[[Any], None] | None = None, on_error: Callable[[str], None] | None = None,
+                    on_cancel: Callable[[], None] | None = None,
+                    on_progress: Callable[[float, str], None] | None = None):
+        """Run ``fn(progress, cancel)`` in the background with its message, progress and Cancel in the status bar.
+
+        Long panel jobs (metrics, manifolds, pretraining) used to send their progress to a status bar that was not
+        showing, or that showed another job's Cancel, which then did not stop them."""
+        held: list = []
+
+        def end(callback):
+            def run(*args) -> None:
+                self._tracked.difference_update(held)
+                self.busy.emit(None, False)
+                if callback is not None:
+                    callback(*args)
+            return run
+
+        def hold(task) -> None:
+            held.append(task)
+            self._tracked.add(task)
+
+        def progress(fraction: float, text: str) -> None:
+            self.progress.emit(fraction, text)
+            if on_progress is not None:
+                on_progress(fraction, text)
+
+        self.busy.emit(message, True)
+        return self.tasks.start(fn, on_done=end(on_done), on_error=end(on_error), on_progress=progress,
+                                on_cancel=end(on_cancel), before=hold)
+
     def cancel(self) -> None:
         """The status bar's Cancel: stops the cancellable work in flight."""
         self.projections.cancel()
         self.dropped.cancel()
         self.data.cancel()
+        for task in list(self._tracked):
+            task.cancel()
 
     def unwire(self) -> None:
         """Disconnect every listener of the controllers and the state, and forget the window's callbacks.

@@ -262,9 +262,14 @@ class TaskRunner(QObject):
         on_error: Callable[[str], None] | None = None,
         on_progress: Callable[[float, str], None] | None = None,
         on_cancel: Callable[[], None] | None = None,
+        before: Callable[[Task], None] | None = None,
     ) -> Task:
+        """Run ``fn(progress, cancel)`` off the GUI thread (inline when synchronous). ``before`` gets the task
+        before it runs, so whoever must be able to cancel it holds it even when it runs inline."""
         task = Task(fn)
         self._live.add(task)
+        if before is not None:
+            before(task)
 
         def release(*_: Any) -> None:
             self._live.discard(task)

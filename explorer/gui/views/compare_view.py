@@ -329,7 +329,8 @@ class CompareView(QWidget):
             self.metrics_button.setEnabled(True)
             self.error.setText(msg.partition(": ")[2] or msg)
 
-        self.ctx.tasks.start(work, on_done=done, on_error=failed, on_progress=self.ctx.progress.emit)
+        self.ctx.run_tracked("Computing the metrics", work, on_done=done, on_error=failed,
+                             on_cancel=lambda: self.metrics_button.setEnabled(True))
 
     # ------------------------------------------------------------ rate-distortion
     def compute_rate_distortion(self) -> None:
@@ -395,7 +396,6 @@ class CompareView(QWidget):
         def step(fraction: float, message: str) -> None:
             self.pretrain_button.setText(f"Cancel pretraining ({fraction:.0%})")
             self.pretrain_button.setToolTip(message)
-            self.ctx.progress.emit(fraction, message)
 
         def work(progress, cancel):
             self._pretrain_cancel = cancel
@@ -429,7 +429,7 @@ class CompareView(QWidget):
             finish()
             self.error.setText(msg.partition(": ")[2] or msg)
 
-        self.ctx.tasks.start(work, on_done=done, on_error=failed, on_progress=step, on_cancel=finish)
+        self.ctx.run_tracked("Pretraining", work, on_done=done, on_error=failed, on_cancel=finish, on_progress=step)
 
     def show_pretraining(self, curves: list[Any]) -> None:
         from explorer.core.imaging import label_colours_hex
@@ -489,7 +489,8 @@ class CompareView(QWidget):
             self.manifold_button.setEnabled(True)
             self.error.setText(msg.partition(": ")[2] or msg)
 
-        self.ctx.tasks.start(work, on_done=done, on_error=failed, on_progress=self.ctx.progress.emit)
+        self.ctx.run_tracked("Decoding the manifolds", work, on_done=done, on_error=failed,
+                             on_cancel=lambda: self.manifold_button.setEnabled(True))
 
     def export(self, folder: str) -> None:
         """Write the comparison into ``folder`` (and ``decoder-swap.png`` when a decoder swap is shown)."""
