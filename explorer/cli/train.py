@@ -193,7 +193,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CLIError(f"could not join the torchrun process group: {exc}") from exc
     main_rank = dist_ctx is None or dist_ctx.is_main
     try:
-        return _train(args, dist_ctx, main_rank)
+        code = _train(args, dist_ctx, main_rank)
+        if dist_ctx is not None:
+            # Leave the group together: a rank that tore it down and exited while rank 0 still wrote the
+            # checkpoint made gloo abort rank 0 ("terminate called without an active exception", 1 run in 6).
+            dist_ctx.barrier()
+        return code
     finally:
         distributed.shutdown(dist_ctx)
 
