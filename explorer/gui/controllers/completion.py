@@ -297,7 +297,7 @@ class PatchController(QObject):
             if gen == self._generation:
                 self.failed.emit(strip_exception(msg))
 
-        self.ctx.tasks.start(work, on_done=done, on_error=failed, on_progress=self.ctx.progress.emit)
+        self.ctx.run_tracked("Encoding patches", work, on_done=done, on_error=failed)
 
 
 __all__ = ["COMPLETION_DEFAULTS", "CompletionController", "CompletionRun", "CompletionSource", "PatchCodes",
