@@ -181,19 +181,24 @@ def test_open_mouth_keeps_its_width_when_smiling(faces):
     assert (w0 >= 4).all() and np.abs(w1 - w0).max() <= 2
 
 
+def _opening_overlap(faces, name: str, a: float, b: float) -> np.ndarray:
+    """Per face, the cosine between the change maps of opening the mouth with ``name`` set to a and to b."""
+    changes = []
+    for value in (a, b):
+        attrs = faces.attributes[:60].copy()
+        attrs[:, F.ATTRIBUTE_NAMES.index(name)] = value
+        off, on = _toggle(attrs, "mouth_open")
+        changes.append(np.abs(on.astype(float) - off.astype(float)).sum(axis=1).reshape(len(attrs), -1))
+    x, y = changes
+    return (x * y).sum(1) / np.sqrt((x**2).sum(1) * (y**2).sum(1))
+
+
 def test_opening_the_mouth_changes_the_same_pixels_whatever_the_smile(faces):
     # One linear mouth_open vector must open a neutral and a smiling mouth alike. Drawn along the smile's curve,
     # the two openings shared few pixels (cosine of the change maps: median 0.51, worst 0.26), and the demo's
     # vector opened each mouth half way; with one opening but a smile's U dipping into it, 0.86 / 0.70 still
     # left neutral mouths half open.
-    changes = []
-    for smile in (0.0, 1.0):
-        attrs = faces.attributes[:60].copy()
-        attrs[:, F.ATTRIBUTE_NAMES.index("smiling")] = smile
-        off, on = _toggle(attrs, "mouth_open")
-        changes.append(np.abs(on.astype(float) - off.astype(float)).sum(axis=1).reshape(len(attrs), -1))
-    neutral, smiling = changes
-    cos = (neutral * smiling).sum(1) / np.sqrt((neutral**2).sum(1) * (smiling**2).sum(1))
+    cos = _opening_overlap(faces, "smiling", 0.0, 1.0)
     assert np.median(cos) > 0.92 and cos.min() > 0.85, np.sort(cos)[:5]
 
 
@@ -201,14 +206,7 @@ def test_the_mouth_moves_less_than_the_nose_when_the_head_turns(faces):
     # The open mouths of a face turned to 0.2 and to 0.8 must share pixels, or a head_turn vector moves the
     # face without carrying the open mouth along (it closed open mouths and opened closed ones). With the
     # mouth moving almost as far as the nose the cosine of the two change maps was 0.13 (median).
-    changes = []
-    for turn in (0.2, 0.8):
-        attrs = faces.attributes[:60].copy()
-        attrs[:, F.ATTRIBUTE_NAMES.index("head_turn")] = turn
-        off, on = _toggle(attrs, "mouth_open")
-        changes.append(np.abs(on.astype(float) - off.astype(float)).sum(axis=1).reshape(len(attrs), -1))
-    left, right = changes
-    cos = (left * right).sum(1) / np.sqrt((left**2).sum(1) * (right**2).sum(1))
+    cos = _opening_overlap(faces, "head_turn", 0.2, 0.8)
     assert np.median(cos) > 0.3, np.median(cos)
 
 

@@ -72,18 +72,8 @@ def test_points_outside_the_view_are_not_counted():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_fast_lasso_matches_the_exact_even_odd_rule(seed):
-    rng = np.random.default_rng(seed)
-    pts = rng.normal(0, 3, (40_000, 2)).astype(np.float32)
-    t = np.sort(rng.uniform(0, 2 * np.pi, 60))
-    r = rng.uniform(2, 8, 60)  # a spiky, concave outline
-    poly = np.c_[r * np.cos(t), r * np.sin(t)]
-    expect = np.sort(points_in_polygon(pts, poly))
-    np.testing.assert_array_equal(points_in_polygon_fast(pts, poly), expect)
-    np.testing.assert_array_equal(points_in_polygon_fast(pts, poly, index=PointIndex(pts)), expect)
-    # a self-intersecting bow tie, and degenerate outlines
-    bow = np.array([[-5, -5], [5, 5], [5, -5], [-5, 5]], float)
-    np.testing.assert_array_equal(points_in_polygon_fast(pts, bow, grid=64), np.sort(points_in_polygon(pts, bow)))
-    assert len(points_in_polygon_fast(pts, poly[:2])) == 0
+    pts, poly = _check_lasso_against_the_even_odd_rule(seed, 40_000)
+    assert len(points_in_polygon_fast(pts, poly[:2])) == 0  # a degenerate outline
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -93,8 +83,14 @@ def test_the_compiled_lasso_matches_the_exact_even_odd_rule(seed):
     map_kernels.warm_up(block=True)
     if not map_kernels.ready():
         pytest.skip("numba cannot compile here")
+    _check_lasso_against_the_even_odd_rule(seed, 60_000)  # above the size the kernel takes over at
+
+
+def _check_lasso_against_the_even_odd_rule(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The fast lasso equals the exact even-odd rule on a spiky concave outline and a self-intersecting bow tie;
+    returns the points and the spiky outline."""
     rng = np.random.default_rng(seed)
-    pts = rng.normal(0, 3, (60_000, 2)).astype(np.float32)  # above the size the kernel takes over at
+    pts = rng.normal(0, 3, (n, 2)).astype(np.float32)
     t = np.sort(rng.uniform(0, 2 * np.pi, 60))
     r = rng.uniform(2, 8, 60)
     poly = np.c_[r * np.cos(t), r * np.sin(t)]
@@ -103,6 +99,7 @@ def test_the_compiled_lasso_matches_the_exact_even_odd_rule(seed):
     np.testing.assert_array_equal(points_in_polygon_fast(pts, poly, index=PointIndex(pts)), expect)
     bow = np.array([[-5, -5], [5, 5], [5, -5], [-5, 5]], float)
     np.testing.assert_array_equal(points_in_polygon_fast(pts, bow, grid=64), np.sort(points_in_polygon(pts, bow)))
+    return pts, poly
 
 
 def test_point_index_nearest_and_rectangle():
